@@ -1,0 +1,38 @@
+"""Instantiating the data and the model from a composed config, as train.py and diagnose share."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sign_ctc.ctc_module import CTCModule
+from sign_ctc.data.datamodule import SignDataModule
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> SignDataModule:
+    datamodule: SignDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    return datamodule
+
+
+def build_model(cfg: DictConfig, datamodule: SignDataModule) -> CTCModule:
+    """Normalizer (fitted on the train split when global) + net + CTC module (with the test-split
+    decoder of the `decoding` group), and the recipe that lets a checkpoint rebuild it."""
+    normalizer = hydra.utils.instantiate(cfg.normalization)
+    decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
+    model: CTCModule = hydra.utils.instantiate(cfg.model, normalizer=normalizer, vocab=datamodule.vocab.tokens,
+                                               test_decoder=decoder)
+    model.recipe = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+                    "normalization": OmegaConf.to_container(cfg.normalization, resolve=True),
+                    "features": {"missing": datamodule.missing}}
+    log.info("model %s: %.2fM parameters, temporal stride %d, vocabulary %d (blank + <unk> + %d glosses)",
+             type(model.net).__name__, model.num_parameters() / 1e6, model.net.total_stride,
+             len(datamodule.vocab), len(datamodule.vocab) - 2)
+    if normalizer.needs_fit:
+        stats = normalizer.fit(datamodule.split_batches("train"))
+        log.info("global normalization statistics from the train split: %s", stats)
+    return model

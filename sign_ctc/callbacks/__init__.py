@@ -1,0 +1,1 @@
+"""Lightning callbacks: NaN guard, feature diagnostics, prediction tables."""

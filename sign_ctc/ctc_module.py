@@ -1,0 +1,213 @@
+"""CTCModule: normalization -> net -> log-probs -> CTC loss (fp32), decoding and WER.
+
+The one LightningModule. It owns the feasibility mask (a sample whose output is shorter than its
+target needs is left out of the loss and reported, never turned into Inf), reports non-finite
+inputs, logits and losses by sample id (the NaN guard callback acts on them), and writes into every
+checkpoint what inference needs: vocabulary, feature layout version and the config recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.decoding import greedy_decode
+from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION
+from sign_ctc.normalization import Normalizer
+from sign_ctc.scoring import WERResult, wer
+
+
+def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Frames CTC needs per sample: target length + adjacent repeats (a blank must separate them)."""
+    out = []
+    start = 0
+    for n in target_lengths.tolist():
+        y = targets[start : start + n]
+        out.append(n + int((y[1:] == y[:-1]).sum()) if n > 1 else n)
+        start += n
+    return torch.tensor(out, dtype=torch.long, device=target_lengths.device)
+
+
+@dataclass
+class NonFiniteEvent:
+    """Where a value first became non-finite in a step, and which samples carried it."""
+
+    where: str  # "input" | "forward" | "loss" | "backward"
+    ids: list[str]
+    step: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class CTCModule(pl.LightningModule):
+    def __init__(self, net: Callable[..., nn.Module], normalizer: Normalizer, vocab: Sequence[str],
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, zero_infinity: bool = False,
+                 test_decoder: Callable[..., Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "normalizer", "optimizer", "scheduler", "test_decoder"])
+        self.vocab = Vocabulary(vocab)
+        self.normalizer = normalizer
+        self.net = net(num_classes=len(self.vocab))
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.zero_infinity = zero_infinity
+        self.test_decoder = test_decoder(vocab_tokens=self.vocab.tokens) if test_decoder else None
+        self.nonfinite_event: NonFiniteEvent | None = None
+        self.infeasible_ids: list[str] = []
+        self._eval_outputs: list[tuple[str, list[str], list[str]]] = []
+        self.best_wer = float("inf")
+        self.last_result: WERResult | None = None
+        self.predictions: list[dict[str, Any]] = []
+        # The resolved model + normalization configs, set by train.py; eval rebuilds from it.
+        self.recipe: dict[str, Any] = {}
+
+    # ---- forward -------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw features -> (log-probs [B, T', C] in float32, output lengths)."""
+        x = self.normalizer(features, presence, lengths)
+        logits, out_lengths = self.net(x, presence, lengths)
+        return logits.float().log_softmax(-1), out_lengths
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    # ---- loss ----------------------------------------------------------------------------
+    def _report(self, where: str, batch: dict[str, Any], bad: torch.Tensor, **detail: Any) -> None:
+        ids = [batch["ids"][i] for i in torch.nonzero(bad).flatten().tolist()]
+        self.nonfinite_event = NonFiniteEvent(where, ids, int(self.global_step), detail)
+
+    def ctc_loss(self, log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample CTC loss (fp32, divided by target length) and the feasibility mask."""
+        targets, target_lengths = batch["targets"], batch["target_lengths"]
+        feasible = out_lengths.to(target_lengths.device) >= ctc_required_lengths(targets, target_lengths)
+        with torch.autocast(device_type=log_probs.device.type, enabled=False):
+            losses = F.ctc_loss(log_probs.float().transpose(0, 1), targets, out_lengths, target_lengths,
+                                blank=self.vocab.blank_id, reduction="none", zero_infinity=self.zero_infinity)
+        return losses / target_lengths.clamp_min(1).to(losses.dtype), feasible, losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self.nonfinite_event = None
+        feats = batch["features"]
+        bad = ~torch.isfinite(feats).flatten(1).all(1)
+        if bad.any():
+            self._report("input", batch, bad)
+            return None
+        log_probs, out_lengths = self(feats, batch["presence"], batch["lengths"])
+        bad = ~torch.isfinite(log_probs).flatten(1).all(1)
+        if bad.any():
+            self._report("forward", batch, bad)
+            return None
+        per_sample, feasible, _ = self.ctc_loss(log_probs, out_lengths, batch)
+        if not feasible.all():
+            self.infeasible_ids += [batch["ids"][i] for i in torch.nonzero(~feasible).flatten().tolist()]
+        bad = feasible & ~torch.isfinite(per_sample)
+        if bad.any():
+            self._report("loss", batch, bad)
+            return None
+        if not feasible.any():
+            return None
+        loss = per_sample[feasible].mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(feasible.sum()))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/infeasible", float(len(self.infeasible_ids)), sync_dist=True)
+        if self.infeasible_ids:
+            shown = ", ".join(self.infeasible_ids[:10])
+            more = f" (+{len(self.infeasible_ids) - 10} more)" if len(self.infeasible_ids) > 10 else ""
+            self.print(f"epoch {self.current_epoch}: {len(self.infeasible_ids)} sample(s) too short for "
+                       f"their glosses at stride {self.net.total_stride}, left out of the loss: {shown}{more}")
+        self.infeasible_ids = []
+
+    # ---- evaluation ----------------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, Any], stage: str, decoder: Any) -> None:
+        log_probs, out_lengths = self(batch["features"], batch["presence"], batch["lengths"])
+        per_sample, feasible, _ = self.ctc_loss(log_probs, out_lengths, batch)
+        ok = feasible & torch.isfinite(per_sample)
+        if ok.any():
+            self.log(f"{stage}/loss", per_sample[ok].mean(), batch_size=int(ok.sum()), sync_dist=True)
+        hyps = decoder.decode(log_probs, out_lengths) if decoder else greedy_decode(log_probs, out_lengths, self.vocab.blank_id)
+        start = 0
+        for i, n in enumerate(batch["target_lengths"].tolist()):
+            ref = self.vocab.decode(batch["targets"][start : start + n].tolist())
+            start += n
+            self._eval_outputs.append((batch["ids"][i], ref, self.vocab.decode(hyps[i])))
+
+    def _gathered_outputs(self) -> list[tuple[str, list[str], list[str]]]:
+        outputs = self._eval_outputs
+        self._eval_outputs = []
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, outputs)
+            outputs = [o for part in gathered for o in part]
+        unique = {sid: (sid, ref, hyp) for sid, ref, hyp in outputs}  # DDP pads with repeats
+        return [unique[k] for k in sorted(unique)]
+
+    def _eval_epoch_end(self, stage: str) -> WERResult | None:
+        outputs = self._gathered_outputs()
+        if not outputs:
+            return None
+        result = wer([o[1] for o in outputs], [o[2] for o in outputs])
+        for name, value in result.rates().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "wer")
+        self.last_result = result
+        self.predictions = [
+            {"id": sid, "reference": " ".join(ref), "hypothesis": " ".join(hyp), "errors": s.errors}
+            for (sid, ref, hyp), s in zip(outputs, result.sentences)
+        ]
+        return result
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_outputs = []
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val", None)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self._eval_epoch_end("val")
+        if result is not None and not self.trainer.sanity_checking:
+            self.best_wer = min(self.best_wer, result.wer)
+            self.log("val/wer_best", self.best_wer)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_outputs = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_decoder)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # ---- optimization --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sign_ctc"] = {
+            "vocab": list(self.vocab.tokens),
+            "layout_version": LAYOUT_VERSION,
+            "feature_dim": FEATURE_DIM,
+            "normalization": self.normalizer.describe(),
+            "best_wer": self.best_wer,
+            "recipe": self.recipe,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("sign_ctc", {})
+        if meta and meta.get("layout_version") != LAYOUT_VERSION:
+            raise ValueError(f"checkpoint features use layout {meta.get('layout_version')!r}, this code "
+                             f"uses {LAYOUT_VERSION!r}: re-extract features or use the matching sign_ctc version")
+        self.best_wer = float(meta.get("best_wer", self.best_wer))
+        self.recipe = meta.get("recipe", self.recipe)

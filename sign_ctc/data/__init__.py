@@ -1,0 +1,1 @@
+"""Corpora, vocabulary, datasets and the LightningDataModule."""

@@ -1,0 +1,157 @@
+"""CTC decoding: from per-frame log-probabilities to gloss id sequences.
+
+Greedy (best path) for validation; :class:`BeamSearchDecoder` for test-time decoding with an
+optional gloss n-gram language model.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import torch
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best path: argmax per frame, collapse repeats, drop blanks. ``log_probs`` is [B, T, C]."""
+    best = log_probs.argmax(-1).cpu()
+    lengths = lengths.cpu()
+    out = []
+    for b in range(best.shape[0]):
+        path = best[b, : int(lengths[b])]
+        if path.numel() == 0:
+            out.append([])
+            continue
+        keep = torch.ones_like(path, dtype=torch.bool)
+        keep[1:] = path[1:] != path[:-1]
+        out.append([int(i) for i in path[keep] if int(i) != blank])
+    return out
+
+
+class GreedyDecoder:
+    """Best-path decoding behind the same interface as :class:`BeamSearchDecoder`."""
+
+    def __init__(self, vocab_tokens: list[str], blank: int = 0):
+        self.vocab_tokens = list(vocab_tokens)
+        self.blank = blank
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        return greedy_decode(log_probs, lengths, self.blank)
+
+
+class BeamSearchDecoder:
+    """CTC beam search over gloss tokens, optionally with a gloss n-gram LM (KenLM ARPA/binary).
+
+    Built on flashlight-text's lexicon-free decoder (C++; imported lazily). Each emitted gloss
+    is one LM "word", so the LM vocabulary is the gloss vocabulary (train it with
+    :mod:`sign_ctc.lm`). Hypotheses are merged by best path (max, not log-sum), which makes
+    ``beam_width=1`` the greedy decoder exactly. Scores are natural-log: per emitted gloss,
+    ``lm_weight * ln p_LM(gloss | history) + word_bonus``, plus ``lm_weight * ln p_LM(</s> | ...)``
+    at the end; a positive ``word_bonus`` offsets the LM's bias towards short outputs.
+
+    ``vocab_tokens[blank]`` is the CTC blank (``<blank>``, index 0) and index 1 is ``<unk>``;
+    tokens the LM does not know score as its ``<unk>``.
+    """
+
+    def __init__(
+        self,
+        vocab_tokens: list[str],
+        beam_width: int = 10,
+        lm_path: str | None = None,
+        lm_weight: float = 0.5,
+        word_bonus: float = 0.0,
+        beam_size_token: int | None = None,
+        beam_threshold: float = 50.0,
+        blank: int = 0,
+    ):
+        if beam_width < 1:
+            raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+        if not 0 <= blank < len(vocab_tokens):
+            raise ValueError(f"blank index {blank} outside a vocabulary of {len(vocab_tokens)}")
+        from flashlight.lib.text.decoder import (  # heavy C++ extension: only when a beam decoder is built
+            CriterionType,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+            ZeroLM,
+        )
+
+        self.vocab_tokens = list(vocab_tokens)
+        self.beam_width = beam_width
+        self.blank = blank
+        self.lm_path = lm_path
+        self.lm_weight = lm_weight
+        self.word_bonus = word_bonus
+        if lm_path is not None:
+            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.dictionary import Dictionary
+
+            if not os.path.isfile(lm_path):
+                raise FileNotFoundError(f"language model not found: {lm_path}")
+            base = KenLM(lm_path, Dictionary(self.vocab_tokens))
+            lm = _ScaledLM(base, lm_weight * math.log(10.0), word_bonus)  # KenLM scores are log10
+        elif word_bonus != 0.0:
+            lm = _ScaledLM(ZeroLM(), 0.0, word_bonus)
+        else:
+            lm = ZeroLM()
+        self._lm = lm  # keep the Python object alive as long as the C++ decoder uses it
+        options = LexiconFreeDecoderOptions(
+            beam_size=beam_width,
+            beam_size_token=min(len(self.vocab_tokens), beam_size_token or max(16, beam_width)),
+            beam_threshold=beam_threshold,
+            lm_weight=1.0,  # the weight is applied inside _ScaledLM, together with the bonus
+            sil_score=0.0,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
+        # sil = blank: the decoder starts every hypothesis from "sil", and blank is the CTC start state.
+        self._decoder = LexiconFreeDecoder(options, lm, blank, blank, [])
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best gloss id sequence per batch item. ``log_probs`` is [B, T, C] log-softmax output."""
+        if log_probs.dim() != 3:
+            raise ValueError(f"log_probs must be [B, T, C], got shape {tuple(log_probs.shape)}")
+        if log_probs.shape[-1] != len(self.vocab_tokens):
+            raise ValueError(f"log_probs has {log_probs.shape[-1]} classes, vocabulary {len(self.vocab_tokens)}")
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        out = []
+        for b in range(emissions.shape[0]):
+            t = int(lengths[b])
+            if t <= 0:
+                out.append([])
+                continue
+            em = emissions[b, :t].contiguous()
+            results = self._decoder.decode(em.data_ptr(), t, em.shape[1])
+            path = [int(i) for i in results[0].tokens]
+            seq = [i for k, i in enumerate(path) if i != self.blank and (k == 0 or i != path[k - 1])]
+            out.append(seq)
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def _scaled_lm_class() -> type:
+    from flashlight.lib.text.decoder import LM
+
+    class ScaledLM(LM):
+        """An LM that returns ``scale * base_score + bonus`` per token (flashlight has no token bonus)."""
+
+        def __init__(self, base, scale: float, bonus: float):
+            LM.__init__(self)
+            self.base, self.scale, self.bonus = base, scale, bonus
+
+        def start(self, start_with_nothing: bool):
+            return self.base.start(start_with_nothing)
+
+        def score(self, state, token_index: int):
+            next_state, s = self.base.score(state, token_index)
+            return next_state, self.scale * s + self.bonus
+
+        def finish(self, state):
+            next_state, s = self.base.finish(state)
+            return next_state, self.scale * s
+
+    return ScaledLM
+
+
+def _ScaledLM(base, scale: float, bonus: float):  # noqa: N802 - builds the lazily defined class
+    return _scaled_lm_class()(base, scale, bonus)

@@ -1,0 +1,1 @@
+"""Landmarks and the features derived from them."""

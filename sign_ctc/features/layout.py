@@ -1,0 +1,125 @@
+"""The MediaPipe Holistic point order and the 6516-dim feature layout.
+
+Raw landmarks follow pose-format's Holistic component order (543 points):
+POSE 33 | FACE 468 | LEFT_HAND 21 | RIGHT_HAND 21, each point (x, y, z) in unit image
+coordinates (x / width, y / height, MediaPipe's z).
+
+Features per frame (6516 = 1629 static + 4887 temporal), in this order:
+
+    pose 99 | left hand 63 | right hand 63 | face 1404 | temporal 4887
+
+``static`` is the 1629 coordinates of the four parts above. ``temporal`` is three blocks of
+1629 derived from the static vector ``s`` with the first frame held before the start
+(``s[-k] = s[0]``):
+
+    velocity      v[t] = s[t] - s[t-1]
+    acceleration  a[t] = s[t] - 2 s[t-1] + s[t-2]
+    displacement  d[t] = s[t] - s[t-4]      (about 160 ms at 25 fps)
+
+A temporal channel is *present* only where every frame it reads had its part detected, so
+a hand that appears after a gap never produces a huge fake velocity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+LAYOUT_VERSION = "mp-holistic-6516-v1"
+
+# Raw landmark order (pose-format Holistic).
+RAW_PARTS: dict[str, tuple[int, int]] = {
+    "pose": (0, 33),
+    "face": (33, 501),
+    "left_hand": (501, 522),
+    "right_hand": (522, 543),
+}
+NUM_POINTS = 543
+
+# Feature order of the parts, and of the presence vector [T, 4].
+PARTS: tuple[str, ...] = ("pose", "left_hand", "right_hand", "face")
+PART_DIMS: dict[str, int] = {p: (RAW_PARTS[p][1] - RAW_PARTS[p][0]) * 3 for p in PARTS}
+STATIC_DIM = sum(PART_DIMS.values())  # 1629
+TEMPORAL_LAGS: tuple[tuple[int, ...], ...] = ((0, 1), (0, 1, 2), (0, 4))
+TEMPORAL_NAMES: tuple[str, ...] = ("velocity", "acceleration", "displacement")
+TEMPORAL_DIM = STATIC_DIM * len(TEMPORAL_LAGS)  # 4887
+FEATURE_DIM = STATIC_DIM + TEMPORAL_DIM  # 6516
+MAX_LAG = max(max(lags) for lags in TEMPORAL_LAGS)
+
+
+def _slices() -> dict[str, slice]:
+    out: dict[str, slice] = {}
+    start = 0
+    for part in PARTS:
+        out[part] = slice(start, start + PART_DIMS[part])
+        start += PART_DIMS[part]
+    out["hands"] = slice(out["left_hand"].start, out["right_hand"].stop)
+    out["static"] = slice(0, STATIC_DIM)
+    out["temporal"] = slice(STATIC_DIM, FEATURE_DIM)
+    return out
+
+
+SLICES: dict[str, slice] = _slices()
+# The four modalities the model fuses, each a contiguous block of the 6516 features.
+MODALITIES: dict[str, slice] = {k: SLICES[k] for k in ("pose", "hands", "face", "temporal")}
+
+# Raw point indices in static-feature order (pose, left hand, right hand, face).
+STATIC_POINT_ORDER = torch.cat([torch.arange(*RAW_PARTS[p]) for p in PARTS])
+# Part id (index into PARTS) of every static channel.
+STATIC_CHANNEL_PART = torch.cat(
+    [torch.full((PART_DIMS[p],), i, dtype=torch.long) for i, p in enumerate(PARTS)]
+)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a checkpoint records so inference refuses features of another layout."""
+
+    version: str = LAYOUT_VERSION
+    dim: int = FEATURE_DIM
+
+
+def static_from_landmarks(landmarks: torch.Tensor) -> torch.Tensor:
+    """[..., 543, 3] raw landmarks -> [..., 1629] static features in layout order."""
+    if landmarks.shape[-2:] != (NUM_POINTS, 3):
+        raise ValueError(f"expected landmarks [..., {NUM_POINTS}, 3], got {tuple(landmarks.shape)}")
+    return landmarks[..., STATIC_POINT_ORDER, :].flatten(-2)
+
+
+def _lagged(x: torch.Tensor, lag: int) -> torch.Tensor:
+    """x[t - lag] along dim -2 with the first frame held before the start."""
+    if lag == 0:
+        return x
+    head = x[..., :1, :].expand(*x.shape[:-2], min(lag, x.shape[-2]), x.shape[-1])
+    return torch.cat([head, x[..., : max(x.shape[-2] - lag, 0), :]], dim=-2)
+
+
+def temporal_from_static(static: torch.Tensor) -> torch.Tensor:
+    """[..., T, 1629] static -> [..., T, 4887] velocity | acceleration | displacement."""
+    s1, s2, s4 = _lagged(static, 1), _lagged(static, 2), _lagged(static, 4)
+    return torch.cat([static - s1, static - 2 * s1 + s2, static - s4], dim=-1)
+
+
+def channel_presence(presence: torch.Tensor) -> torch.Tensor:
+    """[..., T, 4] part presence -> [..., T, 6516] presence of every feature channel."""
+    presence = presence.bool()
+    static_mask = presence[..., STATIC_CHANNEL_PART.to(presence.device)]
+    blocks = [static_mask]
+    for lags in TEMPORAL_LAGS:
+        mask = static_mask
+        for lag in lags[1:]:
+            mask = mask & _lagged(static_mask, lag)
+        blocks.append(mask)
+    return torch.cat(blocks, dim=-1)
+
+
+def features_from_static(static: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """Static [..., T, 1629] + presence [..., T, 4] -> features [..., T, 6516], absent channels 0."""
+    feats = torch.cat([static, temporal_from_static(static)], dim=-1)
+    return feats.masked_fill(~channel_presence(presence), 0.0)
+
+
+def features_from_landmarks(landmarks: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """Raw landmarks [T, 543, 3] + part presence [T, 4] -> features [T, 6516]."""
+    return features_from_static(static_from_landmarks(landmarks), presence)

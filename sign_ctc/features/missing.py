@@ -1,0 +1,38 @@
+"""Explicit handling of undetected landmarks (hands are missing in ~50% of real PHOENIX frames)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sign_ctc.features.layout import PARTS, RAW_PARTS
+
+MISSING_MODES = ("zero", "interpolate")
+
+
+def fill_missing(points: np.ndarray, presence: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (points, filled presence).
+
+    ``zero``: undetected parts stay 0 and absent (the model sees the presence mask).
+    ``interpolate``: each part is linearly interpolated between its detections and held at the
+    ends; a part never detected in the sequence stays 0 and absent.
+    """
+    if mode == "zero":
+        return points, presence
+    if mode != "interpolate":
+        raise ValueError(f"missing mode must be one of {MISSING_MODES}, got {mode!r}")
+    points = points.copy()
+    filled = presence.copy()
+    frames = np.arange(points.shape[0])
+    for i, part in enumerate(PARTS):
+        seen = np.flatnonzero(presence[:, i])
+        if seen.size == 0 or seen.size == len(frames):
+            continue
+        # Vectorized linear interpolation: every frame blends its previous and next detection.
+        prv = np.clip(np.searchsorted(seen, frames, side="right") - 1, 0, seen.size - 1)
+        nxt = np.clip(np.searchsorted(seen, frames, side="left"), 0, seen.size - 1)
+        lo, hi = seen[prv], seen[nxt]
+        w = np.where(hi > lo, (frames - lo) / np.maximum(hi - lo, 1), 0.0)[:, None, None]
+        sl = slice(*RAW_PARTS[part])
+        points[:, sl] = (1 - w) * points[lo, sl] + w * points[hi, sl]
+        filled[:, i] = True
+    return points, filled

@@ -1,0 +1,157 @@
+"""The I3D teacher: modality fusion, I3D stem, 1-D Inception blocks 3b-5c, BiLSTM, CTC classifier.
+
+A 1-D (temporal) transcription of I3D (Carreira & Zisserman, 2017) over landmark features: the
+stem is a k=7 temporal convolution and a max-pool, the Inception blocks keep I3D's branch widths,
+and two further max-pools (after 3c and after 4f) set the temporal stride. The default total
+stride is 4: stride 8 makes ~2.6% of PHOENIX-2014 training sentences too short for their glosses.
+Padded frames are zeroed after every layer, so a sample's output does not depend on what it was
+batched with, and :meth:`I3DTeacher.output_lengths` gives the exact CTC input length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from sign_ctc.features.layout import MODALITIES, PARTS
+
+# I3D branch widths: (1x1, 3x3-reduce, 3x3, 3x3-reduce, 3x3, pool-proj)
+INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "3b": (64, 96, 128, 16, 32, 32),
+    "3c": (128, 128, 192, 32, 96, 64),
+    "4b": (192, 96, 208, 16, 48, 64),
+    "4c": (160, 112, 224, 24, 64, 64),
+    "4d": (128, 128, 256, 24, 64, 64),
+    "4e": (112, 144, 288, 32, 64, 64),
+    "4f": (256, 160, 320, 32, 128, 128),
+    "5b": (256, 160, 320, 32, 128, 128),
+    "5c": (384, 192, 384, 48, 128, 128),
+}
+
+
+def _out_len(length: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    return torch.div(length + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+
+
+def _mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    keep = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
+    return x * keep[:, None, :].to(x.dtype)
+
+
+class Unit1d(nn.Module):
+    """Conv1d + BatchNorm + ReLU, as I3D's Unit3D."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.bn = nn.BatchNorm1d(cout, eps=1e-3, momentum=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class Inception1d(nn.Module):
+    def __init__(self, cin: int, widths: Sequence[int]):
+        super().__init__()
+        b0, b1r, b1, b2r, b2, b3 = widths
+        self.b0 = Unit1d(cin, b0)
+        self.b1 = nn.Sequential(Unit1d(cin, b1r), Unit1d(b1r, b1, 3))
+        self.b2 = nn.Sequential(Unit1d(cin, b2r), Unit1d(b2r, b2, 3))
+        self.b3 = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), Unit1d(cin, b3))
+        self.out_channels = b0 + b1 + b2 + b3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.b0(x), self.b1(x), self.b2(x), self.b3(x)], dim=1)
+
+
+class ModalityFusion(nn.Module):
+    """Per-modality projections (pose, hands, face, temporal), then a fusion layer.
+
+    The part-presence mask [B, T, 4] is fed to the fusion layer so the network knows which
+    zeros are "not detected" rather than "at the origin".
+    """
+
+    def __init__(self, widths: Mapping[str, int], out_dim: int, dropout: float, use_presence: bool = True):
+        super().__init__()
+        self.projections = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(sl.stop - sl.start, widths[name]), nn.LayerNorm(widths[name]), nn.ReLU())
+            for name, sl in MODALITIES.items()
+        })
+        self.use_presence = use_presence
+        fused_in = sum(widths[name] for name in MODALITIES) + (len(PARTS) if use_presence else 0)
+        self.fuse = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused_in, out_dim), nn.ReLU())
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        parts = [proj(x[..., MODALITIES[name]]) for name, proj in self.projections.items()]
+        if self.use_presence:
+            parts.append(presence.to(x.dtype))
+        return self.fuse(torch.cat(parts, dim=-1))
+
+
+class I3DTeacher(nn.Module):
+    def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
+                 fusion_dim: int = 256, lstm_hidden: int = 256, lstm_layers: int = 1, dropout: float = 0.3,
+                 temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True):
+        super().__init__()
+        if len(temporal_strides) != 4 or any(s not in (1, 2) for s in temporal_strides):
+            raise ValueError("temporal_strides = (stem conv, stem pool, pool after 3c, pool after 4f), each 1 or 2")
+        widths = dict(modality_widths or {"pose": 64, "hands": 128, "face": 64, "temporal": 128})
+        self.strides = tuple(int(s) for s in temporal_strides)
+        self.fusion = ModalityFusion(widths, fusion_dim, dropout, use_presence)
+        self.stem_conv = Unit1d(fusion_dim, 64, 7, stride=self.strides[0])
+        self.stem_pool = nn.MaxPool1d(3, stride=self.strides[1], padding=1)
+        self.stem_units = nn.ModuleList([Unit1d(64, 64, 1), Unit1d(64, 192, 3)])
+        self.blocks = nn.ModuleDict()
+        cin = 192
+        for name, w in INCEPTION_WIDTHS.items():
+            self.blocks[name] = Inception1d(cin, w)
+            cin = self.blocks[name].out_channels
+        self.pool3 = nn.MaxPool1d(3, stride=self.strides[2], padding=1)
+        self.pool4 = nn.MaxPool1d(3, stride=self.strides[3], padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(cin, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if lstm_layers > 1 else 0.0)
+        self.classifier = nn.Linear(2 * lstm_hidden, num_classes)
+
+    @property
+    def total_stride(self) -> int:
+        out = 1
+        for s in self.strides:
+            out *= s
+        return out
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Exact number of output frames for input lengths (the CTC input lengths)."""
+        lengths = torch.as_tensor(lengths)
+        lengths = _out_len(lengths, 7, self.strides[0], 3)
+        lengths = _out_len(lengths, 3, self.strides[1], 1)
+        lengths = _out_len(lengths, 3, self.strides[2], 1)
+        return _out_len(lengths, 3, self.strides[3], 1)
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, 6516] -> logits [B, T', C] and their lengths [B]."""
+        h = self.fusion(x, presence).transpose(1, 2)  # [B, C, T]
+        n = lengths
+        h = _mask(h, n)
+        n = _out_len(n, 7, self.strides[0], 3)
+        h = _mask(self.stem_conv(h), n)
+        n = _out_len(n, 3, self.strides[1], 1)
+        h = self.stem_pool(h)
+        for unit in self.stem_units:
+            h = _mask(unit(h), n)
+        for name, block in self.blocks.items():
+            h = _mask(block(h), n)
+            if name == "3c":
+                n = _out_len(n, 3, self.strides[2], 1)
+                h = self.pool3(h)
+            elif name == "4f":
+                n = _out_len(n, 3, self.strides[3], 1)
+                h = self.pool4(h)
+        h = self.dropout(h.transpose(1, 2))
+        packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+        return self.classifier(self.dropout(out)), n

@@ -1,0 +1,190 @@
+"""Feature normalization: every mode, its statistics, and the single place it is applied.
+
+The datasets never normalize. The :class:`Normalizer` lives inside the LightningModule and is
+called once per batch in its ``forward``; its statistics are buffers, so checkpoints carry them and
+evaluation reuses them. :func:`check_single_normalization` refuses a config that would normalize
+anywhere else (the double normalization that made the seed's teacher produce NaN/Inf).
+
+Modes: ``per_sample`` (each sequence standardized over its own present frames), ``global``
+(train-split mean/std per channel, streamed), ``none``. ``body_relative`` can be combined with any of
+them: coordinates are centred on the shoulder midpoint and scaled by the shoulder width (a
+per-sequence constant, so the temporal channels, which are differences, are simply scaled).
+Missing landmarks are excluded from every statistic and come out as 0; standard deviations are
+floored, and outputs clipped, so a constant channel or an outlier never blows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from sign_ctc.features.layout import FEATURE_DIM, SLICES, STATIC_DIM, channel_presence
+
+MODES = ("per_sample", "global", "none")
+# Landmark features are unit-scale image coordinates and their differences; a magnitude beyond
+# this is a corrupt value, limited before any statistic so one outlier cannot overflow float32.
+RAW_LIMIT = 1.0e4
+LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12  # MediaPipe pose indices; pose is first in the layout
+
+
+class NormalizationConfigError(ValueError):
+    """The config asks for normalization in more than one place."""
+
+
+def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def valid_channels(presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, 6516] bool: channel detected and frame inside the sequence."""
+    return channel_presence(presence) & time_mask(lengths, presence.shape[1])[..., None]
+
+
+def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence shoulder midpoint [B, 3] (z kept) and shoulder width [B] from present pose frames."""
+    pose_ok = presence[..., 0].bool() & time_mask(lengths, features.shape[1])
+    ls = features[..., 3 * LEFT_SHOULDER : 3 * LEFT_SHOULDER + 3]
+    rs = features[..., 3 * RIGHT_SHOULDER : 3 * RIGHT_SHOULDER + 3]
+    w = pose_ok.to(features.dtype)[..., None]
+    count = w.sum(1).clamp_min(1.0)
+    centre = (((ls + rs) / 2) * w).sum(1) / count
+    centre[..., 2] = 0.0
+    width = (((ls - rs)[..., :2].norm(dim=-1, keepdim=True)) * w).sum(1) / count
+    has_pose = pose_ok.any(1)
+    centre = torch.where(has_pose[:, None], centre, torch.zeros_like(centre))
+    width = torch.where(has_pose, width.squeeze(-1), torch.ones_like(width.squeeze(-1)))
+    return centre, width.clamp_min(1e-3)
+
+
+def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    centre, width = body_frame(features, presence, lengths)
+    B = features.shape[0]
+    static = (features[..., SLICES["static"]].view(B, features.shape[1], -1, 3) - centre[:, None, None, :])
+    static = static.flatten(-2) / width[:, None, None]
+    temporal = features[..., SLICES["temporal"]] / width[:, None, None]
+    return torch.cat([static, temporal], dim=-1)
+
+
+class Normalizer(nn.Module):
+    """The one place features are normalized; statistics are buffers saved in checkpoints."""
+
+    def __init__(self, mode: str = "per_sample", body_relative: bool = False, std_floor: float = 1e-4,
+                 clip: float = 10.0):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"normalization mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.body_relative = body_relative
+        self.std_floor = std_floor
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(FEATURE_DIM))
+        self.register_buffer("std", torch.ones(FEATURE_DIM))
+        self.register_buffer("fitted", torch.tensor(mode != "global"))
+
+    @property
+    def needs_fit(self) -> bool:
+        return not bool(self.fitted)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, body_relative={self.body_relative}, std_floor={self.std_floor}, clip={self.clip}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "body_relative": self.body_relative, "std_floor": self.std_floor, "clip": self.clip}
+
+    def _pre(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        features = features.clamp(-RAW_LIMIT, RAW_LIMIT)
+        return apply_body_relative(features, presence, lengths) if self.body_relative else features
+
+    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.needs_fit:
+            raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
+                               "(train.py does) or load a checkpoint that carries them")
+        valid = valid_channels(presence, lengths)
+        x = self._pre(features, presence, lengths)
+        if self.mode == "none":
+            return x.masked_fill(~valid, 0.0)
+        if self.mode == "per_sample":
+            w = valid.to(x.dtype)
+            count = w.sum(1, keepdim=True)
+            mean = (x * w).sum(1, keepdim=True) / count.clamp_min(1.0)
+            var = (((x - mean) * w) ** 2).sum(1, keepdim=True) / count.clamp_min(1.0)
+            std = var.sqrt().clamp_min(self.std_floor)
+        else:
+            mean, std = self.mean, self.std
+        out = ((x - mean) / std).clamp(-self.clip, self.clip)
+        return out.masked_fill(~valid, 0.0)
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+        """Stream mean/std per channel over batches (train split), excluding missing values."""
+        total = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        total_sq = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        count = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        frames = 0
+        for batch in batches:
+            feats, presence, lengths = batch["features"], batch["presence"], batch["lengths"]
+            valid = valid_channels(presence, lengths)
+            x = self._pre(feats, presence, lengths).double()
+            finite = torch.isfinite(x)
+            w = (valid & finite).double()
+            x = torch.where(finite, x, torch.zeros_like(x))
+            total += (x * w).sum((0, 1))
+            total_sq += (x * x * w).sum((0, 1))
+            count += w.sum((0, 1))
+            frames += int(lengths.sum())
+        if frames == 0:
+            raise ValueError("cannot fit global normalization statistics on an empty split")
+        mean = total / count.clamp_min(1.0)
+        var = (total_sq / count.clamp_min(1.0) - mean**2).clamp_min(0.0)
+        std = var.sqrt().clamp_min(self.std_floor)
+        never = count == 0
+        mean[never], std[never] = 0.0, 1.0
+        self.mean.copy_(mean.float())
+        self.std.copy_(std.float())
+        self.fitted.fill_(True)
+        return {"frames": frames, "channels_never_present": int(never.sum()),
+                "channels_floored": int((var.sqrt() < self.std_floor).sum())}
+
+
+NORMALIZATION_KEYS = ("normaliz", "normalis", "standardiz", "standardis")
+
+
+def _find_second_places(node: Any, path: str) -> list[str]:
+    """Config keys, outside the `normalization` group, that would normalize features again."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            child_path = f"{path}.{key}" if path else str(key)
+            if child_path in ("normalization", "hydra"):
+                continue
+            named = any(k in str(key).lower() for k in NORMALIZATION_KEYS)
+            if named and value not in (None, False, "none", "None", "", 0):
+                found.append(child_path)
+            found += _find_second_places(value, child_path)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _find_second_places(value, f"{path}[{i}]")
+    return found
+
+
+def check_single_normalization(cfg: Any) -> None:
+    """Refuse a config that normalizes anywhere but the `normalization` group."""
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+    others = _find_second_places(tree, "")
+    group = tree.get("normalization") or {}
+    chosen = group.get("mode", "?")
+    if chosen == "none" and not group.get("body_relative") and len(others) == 1:
+        return  # features normalized on disk (e.g. `prenormalized: true`), none in the model: once
+    if others:
+        raise NormalizationConfigError(
+            f"features would be normalized in two places: `normalization` (mode={chosen}) and "
+            f"`{'`, `'.join(others)}`. sign_ctc normalizes exactly once, in the model, from the "
+            "`normalization` config group. Remove the other setting and pick one mode with "
+            "`normalization=per_sample|global|none` (add `normalization.body_relative=true` to centre "
+            "on the shoulders); for features that were already normalized on disk use `normalization=none`."
+        )

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real Hydra config, composed and shrunk; a small synthetic corpus built once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+DATA = Path(__file__).resolve().parent / "data"
+
+# The small corpus every training test shares (built once per session under the cache dir).
+SMALL_CORPUS = ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12", "data.num_workers=0",
+                "data.batch_size=8", "data.eval_batch_size=12"]
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, cache: Path) -> DictConfig:
+    """Compose the real config from conf/ as Hydra would for a run, with test paths."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=[
+            f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={cache}",
+            *overrides,
+        ])
+        HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
+    def _make(*overrides: str, config_name: str = "train", output_dir: Path | None = None) -> DictConfig:
+        return compose_cfg(config_name, list(overrides), output_dir or tmp_path, cache_dir)
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def small_corpus(cache_dir: Path):
+    """The shrunk synthetic corpus, built once."""
+    from sign_ctc.data.synthetic import SyntheticCorpus
+
+    corpus = SyntheticCorpus(cache_dir / "synthetic_s1234", train=48, dev=12, test=12)
+    corpus.prepare()
+    return corpus

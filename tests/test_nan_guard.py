@@ -1,0 +1,150 @@
+"""Faults injected into real batches: each is skipped and reported, refused, or trained through."""
+
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from sign_ctc.callbacks.nan_guard import NaNGuard, NonFiniteTrainingError
+from sign_ctc.ctc_module import CTCModule, ctc_required_lengths
+from sign_ctc.data.collate import collate
+from sign_ctc.data.dataset import MediaPipeFeatureDataset
+from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.features.layout import SLICES
+
+
+@pytest.fixture
+def batches(small_corpus):
+    vocab = Vocabulary.from_glosses(s.glosses for s in small_corpus.sentences("train"))
+    ds = MediaPipeFeatureDataset(small_corpus, "train", vocab)
+    items = [ds[i] for i in range(16)]
+    return vocab, [collate(items[:4]), collate(items[4:8]), collate(items[8:12]), collate(items[12:16])]
+
+
+def _module(vocab: Vocabulary, normalization: str = "per_sample") -> CTCModule:
+    from functools import partial
+
+    from sign_ctc.models.i3d import I3DTeacher
+    from sign_ctc.normalization import Normalizer
+
+    torch.manual_seed(0)
+    return CTCModule(net=partial(I3DTeacher, dropout=0.0), normalizer=Normalizer(normalization), vocab=vocab.tokens,
+                     optimizer=partial(torch.optim.AdamW, lr=1e-3))
+
+
+def _fit(module, batches, guard, tmp_path, **trainer_kw):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[guard],
+                         default_root_dir=tmp_path, **trainer_kw)
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b))
+    return trainer
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _all_finite(module) -> bool:
+    return all(torch.isfinite(p).all() for p in module.parameters())
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nonfinite_input_frames_are_skipped_and_reported(batches, tmp_path, value):
+    vocab, bs = batches
+    bad = {**bs[0], "features": bs[0]["features"].clone()}
+    bad["features"][2, 5] = value  # one frame of sample 2
+    module = _module(vocab)
+    before = _params(module)
+    guard = NaNGuard(max_consecutive=3, dump_dir=str(tmp_path / "dumps"))
+    _fit(module, [bad], guard, tmp_path)
+    assert guard.events == 1 and guard.history[0].where == "input"
+    assert guard.history[0].ids == [bad["ids"][2]]
+    after = _params(module)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no parameter change
+    dump = json.loads(next((tmp_path / "dumps").glob("*_input.json")).read_text())
+    assert dump["offending_ids"] == [bad["ids"][2]]
+    assert dump["batch"][2]["nonfinite_frames"] == [5]
+    # training goes on with healthy batches and stays finite
+    _fit(module, [bad, bs[1], bs[2]], guard, tmp_path)
+    assert guard.events == 2 and _all_finite(module)
+    assert not all(torch.equal(before[k], v) for k, v in _params(module).items())
+
+
+def test_consecutive_bad_steps_stop_with_the_sample_ids(batches, tmp_path):
+    vocab, bs = batches
+    bad = []
+    for b in bs[:3]:
+        b = {**b, "features": b["features"].clone()}
+        b["features"][0, 0, 0] = float("nan")
+        bad.append(b)
+    guard = NaNGuard(max_consecutive=3, dump_dir=str(tmp_path))
+    with pytest.raises(NonFiniteTrainingError, match="3 consecutive") as err:
+        _fit(_module(vocab), bad, guard, tmp_path)
+    for b in bad:
+        assert b["ids"][0] in str(err.value)
+
+
+def test_nonfinite_gradients_are_dropped_without_an_update(batches, tmp_path):
+    vocab, bs = batches
+    module = _module(vocab)
+    before = _params(module)
+    module.net.classifier.weight.register_hook(lambda g: torch.full_like(g, float("nan")))
+    guard = NaNGuard(max_consecutive=5)
+    _fit(module, [bs[0]], guard, tmp_path)
+    assert [e.where for e in guard.history] == ["backward"]
+    assert guard.history[0].ids == bs[0]["ids"]
+    assert "net.classifier.weight" in guard.history[0].detail["first_params"]
+    after = _params(module)
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+    assert _all_finite(module)
+
+
+def test_sequence_too_short_for_its_glosses_is_left_out_and_named(batches, tmp_path):
+    vocab, bs = batches
+    b = {**bs[0], "lengths": bs[0]["lengths"].clone()}
+    b["lengths"][1] = 6  # 6 frames -> 2 outputs at stride 4, for a sentence of several glosses
+    need = ctc_required_lengths(b["targets"], b["target_lengths"])
+    assert need[1] > 2
+    module = _module(vocab)
+    log_probs, out_lengths = module(b["features"], b["presence"], b["lengths"])
+    per_sample, feasible, _ = module.ctc_loss(log_probs, out_lengths, b)
+    assert feasible.tolist() == [True, False, True, True]
+    assert torch.isfinite(per_sample[feasible]).all()
+    assert not torch.isfinite(per_sample[1])  # what zero_infinity=False would have summed into the loss
+    loss = module.training_step(b, 0)
+    assert torch.isfinite(loss) and module.infeasible_ids == [b["ids"][1]]
+
+
+def test_required_lengths_count_adjacent_repeats():
+    targets = torch.tensor([3, 3, 4, 5, 5, 5, 7])
+    assert ctc_required_lengths(targets, torch.tensor([3, 4])).tolist() == [4, 6]
+
+
+def test_both_hands_missing_and_outliers_train_stably(batches, tmp_path):
+    vocab, bs = batches
+    b = {**bs[0], "features": bs[0]["features"].clone(), "presence": bs[0]["presence"].clone()}
+    b["presence"][0, :, 1:3] = False  # both hands missing throughout
+    b["features"][0, :, SLICES["hands"]] = 0.0
+    b["features"][1, 3, 40] = 1e30  # a huge outlier
+    b["features"][2, :, 7] = 0.25  # a zero-variance channel
+    module = _module(vocab)
+    guard = NaNGuard()
+    _fit(module, [b, b, b], guard, tmp_path)
+    assert guard.events == 0 and _all_finite(module)
+
+
+def test_checkpoint_with_nonfinite_weights_is_refused(batches, tmp_path):
+    vocab, bs = batches
+    module = _module(vocab)
+    guard = NaNGuard()
+    trainer = _fit(module, [bs[0]], guard, tmp_path)
+    trainer.save_checkpoint(tmp_path / "ok.ckpt")
+    with torch.no_grad():
+        module.net.classifier.bias[0] = float("nan")
+    with pytest.raises(NonFiniteTrainingError, match="net.classifier.bias"):
+        trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()

@@ -1,0 +1,154 @@
+"""Normalize once: every mode, safe statistics, and the refusal of a second place."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from sign_ctc.data.collate import collate
+from sign_ctc.data.dataset import MediaPipeFeatureDataset
+from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.features.layout import SLICES, channel_presence
+from sign_ctc.normalization import NormalizationConfigError, Normalizer, check_single_normalization
+
+
+def _batches(corpus, size=8):
+    vocab = Vocabulary.from_glosses(s.glosses for s in corpus.sentences("train"))
+    ds = MediaPipeFeatureDataset(corpus, "train", vocab)
+    items = [ds[i] for i in range(len(ds))]
+    return [collate(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def test_streamed_global_statistics_equal_numpy_direct(small_corpus):
+    batches = _batches(small_corpus)
+    norm = Normalizer("global", std_floor=1e-6)
+    info = norm.fit(batches)
+    feats, valid = [], []
+    for b in batches:
+        for i, n in enumerate(b["lengths"].tolist()):
+            feats.append(b["features"][i, :n].double().numpy())
+            valid.append(channel_presence(b["presence"][i, :n]).numpy())
+    x = np.ma.masked_array(np.concatenate(feats), mask=~np.concatenate(valid))
+    assert info["frames"] == sum(len(f) for f in feats)
+    np.testing.assert_allclose(norm.mean.numpy(), x.mean(0).filled(0.0), atol=1e-6)
+    np.testing.assert_allclose(norm.std.numpy(), np.maximum(x.std(0).filled(1.0), 1e-6), rtol=1e-3, atol=1e-6)
+
+
+def test_missing_values_are_excluded_from_statistics():
+    feats = torch.zeros(1, 6, 6516)
+    feats[0, :3, SLICES["left_hand"]] = 2.0
+    presence = torch.ones(1, 6, 4, dtype=torch.bool)
+    presence[0, 3:, 1] = False  # left hand missing in the last 3 frames (zeros there)
+    norm = Normalizer("global")
+    norm.fit([{"features": feats, "presence": presence, "lengths": torch.tensor([6])}])
+    assert torch.allclose(norm.mean[SLICES["left_hand"]], torch.tensor(2.0))  # not 1.0 as zeros would give
+
+
+@pytest.mark.parametrize("mode", ["per_sample", "global", "none"])
+def test_constant_and_all_missing_channels_stay_finite(mode):
+    torch.manual_seed(0)
+    feats = torch.randn(2, 10, 6516)
+    feats[..., 5] = 3.0  # zero-variance channel
+    presence = torch.ones(2, 10, 4, dtype=torch.bool)
+    presence[:, :, 2] = False  # right hand never detected
+    feats[..., SLICES["right_hand"]] = 0.0
+    lengths = torch.tensor([10, 7])
+    norm = Normalizer(mode)
+    if mode == "global":
+        norm.fit([{"features": feats, "presence": presence, "lengths": lengths}])
+        assert norm.std[5] == norm.std_floor
+    out = norm(feats, presence, lengths)
+    assert torch.isfinite(out).all()
+    assert (out[..., SLICES["right_hand"]] == 0).all()
+    assert (out[1, 7:] == 0).all()  # padding stays 0
+    if mode != "none":
+        assert torch.allclose(out[..., 5], torch.zeros(()).expand_as(out[..., 5]).masked_fill(
+            torch.arange(10)[None, :] >= lengths[:, None], 0.0))
+
+
+def test_per_sample_standardizes_each_sequence_over_present_frames():
+    torch.manual_seed(0)
+    feats = torch.randn(1, 50, 6516) * 5 + 3
+    presence = torch.ones(1, 50, 4, dtype=torch.bool)
+    out = Normalizer("per_sample")(feats, presence, torch.tensor([50]))
+    pose = out[0, :, SLICES["pose"]]
+    assert pose.mean(0).abs().max() < 1e-4
+    assert (pose.std(0, unbiased=False) - 1).abs().max() < 1e-3
+
+
+def test_huge_outlier_is_clipped_not_propagated():
+    feats = torch.rand(1, 20, 6516)
+    feats[0, 4, 100] = 1e30
+    out = Normalizer("per_sample")(feats, torch.ones(1, 20, 4, dtype=torch.bool), torch.tensor([20]))
+    assert torch.isfinite(out).all() and out.abs().max() <= 10.0
+
+
+def test_body_relative_is_invariant_to_signer_position_and_size():
+    torch.manual_seed(0)
+    feats = torch.rand(1, 12, 6516)
+    # make the static block a signer, and derive a shifted + scaled copy of the same signer
+    from sign_ctc.features.layout import STATIC_DIM, temporal_from_static
+
+    static = feats[..., :STATIC_DIM]
+    feats = torch.cat([static, temporal_from_static(static)], -1)
+    moved = static.view(1, 12, -1, 3) * 1.7 + torch.tensor([0.2, -0.1, 0.0])
+    moved = moved.flatten(-2)
+    moved = torch.cat([moved, temporal_from_static(moved)], -1)
+    presence = torch.ones(1, 12, 4, dtype=torch.bool)
+    norm = Normalizer("none", body_relative=True)
+    a = norm(feats, presence, torch.tensor([12]))
+    b = norm(moved, presence, torch.tensor([12]))
+    torch.testing.assert_close(a[..., :STATIC_DIM], b[..., :STATIC_DIM], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(a[..., STATIC_DIM:], b[..., STATIC_DIM:], atol=1e-4, rtol=1e-4)
+
+
+SECOND_PLACES = ["+data.normalize=true", "+data.corpus.normalize=per_sample", "+model.normalize=true",
+                 "+model.net.normalization=global", "+data.standardize=true", "+model.normalizer.mode=global"]
+
+
+def _key(override: str) -> str:
+    return ".".join(override.lstrip("+").split("=")[0].split(".")[:2])
+
+
+@pytest.mark.parametrize("mode", ["per_sample", "global", "none"])
+def test_double_normalization_is_refused_for_every_combination(make_cfg, mode):
+    cfg = make_cfg(f"normalization={mode}")
+    check_single_normalization(cfg)  # the group alone is fine
+    cfg = make_cfg(f"normalization={mode}", "normalization.body_relative=true")
+    check_single_normalization(cfg)
+    for a, b in itertools.combinations(SECOND_PLACES, 2):
+        with pytest.raises(NormalizationConfigError, match="two places"):
+            check_single_normalization(make_cfg(f"normalization={mode}", a, b))
+    for a in SECOND_PLACES:
+        if mode == "none":
+            check_single_normalization(make_cfg("normalization=none", a))  # exactly one place: allowed
+            with pytest.raises(NormalizationConfigError, match=_key(a)):
+                check_single_normalization(make_cfg("normalization=none", "normalization.body_relative=true", a))
+        else:
+            with pytest.raises(NormalizationConfigError, match=_key(a)):
+                check_single_normalization(make_cfg(f"normalization={mode}", a))
+
+
+def test_train_refuses_double_normalization_before_any_work(make_cfg, tmp_path):
+    from train import train
+
+    cfg = make_cfg("+data.normalize=true", "data.corpus.root=" + str(tmp_path / "never_built"))
+    with pytest.raises(NormalizationConfigError, match="data.normalize"):
+        train(cfg)
+    assert not (tmp_path / "never_built").exists()
+
+
+def test_the_dataset_cannot_normalize(small_corpus):
+    import inspect
+
+    params = inspect.signature(MediaPipeFeatureDataset).parameters
+    assert not any("normal" in p for p in params)
+    b = _batches(small_corpus)[0]
+    valid = channel_presence(b["presence"]) & (torch.arange(b["features"].shape[1])[None, :, None] < b["lengths"][:, None, None])
+    raw_pose = b["features"][..., SLICES["pose"]][valid[..., SLICES["pose"]]]
+    # raw unit image coordinates (mean ~0.4), not z-scores (mean 0, std 1)
+    assert -0.5 < float(raw_pose.min()) and float(raw_pose.max()) < 2.0
+    assert 0.2 < float(raw_pose.mean()) < 0.6 and float(raw_pose.std()) < 0.5
