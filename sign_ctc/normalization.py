@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sign_ctc.features.layout import FEATURE_DIM, SLICES, STATIC_DIM, channel_presence
+from sign_ctc.features.layout import CHANNEL_GROUPS, FEATURE_DIM, STATIC_DIM, channel_presence, group_presence
 
 MODES = ("per_sample", "global", "none")
 # Landmark features are unit-scale image coordinates and their differences; a magnitude beyond
@@ -59,13 +59,22 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
     return centre, width.clamp_min(1e-3)
 
 
-def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def body_affine(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Body-relative coordinates as one affine map x * scale + offset ([B, 1, 1], [B, 1, 6516]).
+
+    Static coordinates are centred on the shoulder midpoint, everything is divided by the shoulder
+    width; the temporal channels are differences, so the centre cancels there.
+    """
     centre, width = body_frame(features, presence, lengths)
-    B = features.shape[0]
-    static = (features[..., SLICES["static"]].view(B, features.shape[1], -1, 3) - centre[:, None, None, :])
-    static = static.flatten(-2) / width[:, None, None]
-    temporal = features[..., SLICES["temporal"]] / width[:, None, None]
-    return torch.cat([static, temporal], dim=-1)
+    scale = (1.0 / width)[:, None, None]
+    offset = features.new_zeros(features.shape[0], 1, FEATURE_DIM)
+    offset[:, 0, :STATIC_DIM] = -(centre * scale[:, 0]).repeat(1, STATIC_DIM // 3)
+    return scale, offset
+
+
+def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    scale, offset = body_affine(features, presence, lengths)
+    return torch.addcmul(offset, features, scale)
 
 
 class Normalizer(nn.Module):
@@ -102,20 +111,40 @@ class Normalizer(nn.Module):
         if self.needs_fit:
             raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
                                "(train.py does) or load a checkpoint that carries them")
-        valid = valid_channels(presence, lengths)
-        x = self._pre(features, presence, lengths)
-        if self.mode == "none":
-            return x.masked_fill(~valid, 0.0)
-        if self.mode == "per_sample":
-            w = valid.to(x.dtype)
-            count = w.sum(1, keepdim=True)
-            mean = (x * w).sum(1, keepdim=True) / count.clamp_min(1.0)
-            var = (((x - mean) * w) ** 2).sum(1, keepdim=True) / count.clamp_min(1.0)
-            std = var.sqrt().clamp_min(self.std_floor)
+        # Masks per (block, part) group instead of per channel: a few [B, T] masks, not [B, T, 6516].
+        groups = (group_presence(presence) & time_mask(lengths, presence.shape[1])[..., None, None]).to(features.dtype)
+        x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if self.mode == "per_sample" else features
+        if self.body_relative:
+            scale, offset = body_affine(x, presence, lengths)
         else:
-            mean, std = self.mean, self.std
-        out = ((x - mean) / std).clamp(-self.clip, self.clip)
-        return out.masked_fill(~valid, 0.0)
+            scale, offset = x.new_ones(x.shape[0], 1, 1), x.new_zeros(x.shape[0], 1, FEATURE_DIM)
+        if self.mode == "global":
+            # one fused pass: ((x * scale + offset) - mean) / std
+            out = torch.addcmul((offset - self.mean) / self.std, x, scale / self.std)
+        else:
+            out = torch.addcmul(offset, x, scale)
+        if self.mode == "per_sample":
+            out = self._standardize_per_sample(out, groups)
+        out = out.clamp_(-self.clip, self.clip)
+        for block, part, sl in CHANNEL_GROUPS:
+            out[..., sl] *= groups[..., block, part, None]
+        return out
+
+    def _standardize_per_sample(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Mean/std of each sequence's channels over its present frames (masked sums as bmm)."""
+        B = x.shape[0]
+        mean = x.new_zeros(B, 1, FEATURE_DIM)
+        sq = x.new_zeros(B, 1, FEATURE_DIM)
+        count = x.new_zeros(B, 1, FEATURE_DIM)
+        for block, part, sl in CHANNEL_GROUPS:
+            w = groups[..., block, part][:, None, :]  # [B, 1, T]
+            mean[..., sl] = torch.bmm(w, x[..., sl])
+            sq[..., sl] = torch.bmm(w, x[..., sl] * x[..., sl])
+            count[..., sl] = w.sum(-1, keepdim=True)
+        count = count.clamp_min(1.0)
+        mean = mean / count
+        std = (sq / count - mean * mean).clamp_min(0.0).sqrt().clamp_min(self.std_floor)
+        return (x - mean) / std
 
     @torch.no_grad()
     def fit(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:

@@ -1,21 +1,32 @@
 """MediaPipeFeatureDataset: one sample = features [T, 6516], presence [T, 4], gloss ids, id.
 
-Features are derived on the fly from the raw landmarks of a `.pose` file (never stored), or read
-from a precomputed ``[T, 6516]`` float32 `.npy` file (the seed's form). The dataset does not
-normalize: that happens once, in the model (see ``sign_ctc.normalization``).
+Features are derived on the fly from raw landmarks (never stored): read from the split's packed
+store (``sign_ctc.data.store``, float16, read without loading it) when one is given, else from the
+sample's `.pose` file; or read from a precomputed ``[T, 6516]`` float32 `.npy` file (the seed's form).
+The dataset does not normalize: that happens once, in the model (see ``sign_ctc.normalization``).
+
+The training loaders use the faster form: :class:`LandmarkView` yields raw landmarks and
+:func:`collate_landmarks` derives every sample's features straight into the padded batch (in the
+loader workers, into shared memory), which gives the same batch as ``collate([ds[i] ...])``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from sign_ctc.data.corpus import Corpus
+from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.layout import FEATURE_DIM, PARTS, features_from_landmarks
+from sign_ctc.features.layout import (FEATURE_DIM, PARTS, RAW_PARTS, STATIC_DIM, TEMPORAL_LAGS,
+                                      features_from_landmarks)
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pose_io import read_pose
 
@@ -32,8 +43,22 @@ class SampleError(ValueError):
     """A sample that cannot be used; the message names the sample id and file."""
 
 
+@dataclass
+class LandmarkSample:
+    """Raw landmarks of one sample, before feature derivation (what the training loaders carry)."""
+
+    id: str
+    points: np.ndarray  # [T, 543, 3] float32, missing parts filled per ``missing``
+    presence: np.ndarray  # [T, 4] bool as detected
+    filled: np.ndarray  # [T, 4] bool after filling (which channels the features keep)
+    targets: torch.Tensor  # [L] long
+
+
 class MediaPipeFeatureDataset(Dataset):
-    def __init__(self, corpus: Corpus, split: str, vocab: Vocabulary, missing: str = "zero"):
+    """``store``: a :class:`LandmarkStore` (or its folder) of this split to read instead of the `.pose` files."""
+
+    def __init__(self, corpus: Corpus, split: str, vocab: Vocabulary, missing: str = "zero",
+                 store: LandmarkStore | str | os.PathLike | None = None):
         self.corpus = corpus
         self.split = split
         self.vocab = vocab
@@ -41,6 +66,11 @@ class MediaPipeFeatureDataset(Dataset):
         self.sentences = corpus.sentences(split)
         if not self.sentences:
             raise SampleError(f"split {split!r} of corpus {corpus.root} has no sentences")
+        if store is not None and not isinstance(store, LandmarkStore):
+            store = LandmarkStore(Path(store))
+        if store is not None and corpus.source != "pose":
+            raise SampleError(f"a landmark store replaces .pose files; corpus {corpus.root} reads {corpus.source!r}")
+        self.store = store
         self._lengths: list[int] | None = None
 
     def __len__(self) -> int:
@@ -51,11 +81,47 @@ class MediaPipeFeatureDataset(Dataset):
         return [s.id for s in self.sentences]
 
     def lengths(self) -> list[int]:
-        """Frame counts (for length bucketing), read once from the files' headers/bodies."""
-        if self._lengths is None:
-            known = self.corpus.num_frames(self.split)
-            self._lengths = [known.get(s.id) or self._num_frames(i) for i, s in enumerate(self.sentences)]
+        """Frame counts (for length bucketing): the store's index, else read once from the files."""
+        if self._lengths is None or len(self._lengths) != len(self.sentences):
+            if self.store is not None:
+                self._lengths = [int(self.store.lengths[self._store_row(i)]) for i in range(len(self.sentences))]
+            else:
+                known = self.corpus.num_frames(self.split)
+                self._lengths = [known.get(s.id) or self._num_frames(i) for i, s in enumerate(self.sentences)]
         return self._lengths
+
+    def _store_row(self, index: int) -> int:
+        sentence = self.sentences[index]
+        row = self.store.row.get(sentence.id) if self.store is not None else None
+        if row is None:
+            raise SampleError(f"sample {sentence.id}: not in the landmark store {self.store.path}")
+        return row
+
+    def landmarks(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw landmarks float32 [T, 543, 3] (missing parts filled), presence [T, 4] and filled presence."""
+        sentence = self.sentences[index]
+        if self.store is not None:
+            half, presence = self.store.read(self._store_row(index))
+            points = half.astype(np.float32)
+        else:
+            path = self.corpus.landmark_path(self.split, sentence)
+            if not path.is_file():
+                raise SampleError(f"sample {sentence.id}: landmark file {path} not found")
+            lm = read_pose(path)
+            points, presence = lm.points, lm.presence
+        if points.shape[0] == 0:
+            raise SampleError(f"sample {sentence.id}: no frames")
+        points, filled = fill_missing(points, presence, self.missing)
+        return points, presence, filled
+
+    def raw(self, index: int) -> LandmarkSample:
+        """The sample before feature derivation (for :func:`collate_landmarks`)."""
+        if self.corpus.source != "pose":
+            raise SampleError(f"corpus {self.corpus.root} holds precomputed features, not landmarks")
+        sentence = self.sentences[index]
+        points, presence, filled = self.landmarks(index)
+        return LandmarkSample(sentence.id, points, presence, filled,
+                              torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long))
 
     def _num_frames(self, index: int) -> int:
         path = self.corpus.landmark_path(self.split, self.sentences[index])
@@ -67,17 +133,16 @@ class MediaPipeFeatureDataset(Dataset):
         """Features [T, 6516] and presence [T, 4] of one sample."""
         sentence = self.sentences[index]
         path = self.corpus.landmark_path(self.split, sentence)
-        if not path.is_file():
-            raise SampleError(f"sample {sentence.id}: landmark file {path} not found")
         if self.corpus.source == "npy":
+            if not path.is_file():
+                raise SampleError(f"sample {sentence.id}: landmark file {path} not found")
             feats = np.load(path)
             if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
                 raise SampleError(f"sample {sentence.id}: {path} has shape {feats.shape}, want [T, {FEATURE_DIM}]")
             return feats.astype(np.float32, copy=False), np.ones((feats.shape[0], len(PARTS)), dtype=bool)
-        lm = read_pose(path)
-        points, filled = fill_missing(lm.points, lm.presence, self.missing)
+        points, presence, filled = self.landmarks(index)
         feats = features_from_landmarks(torch.from_numpy(points), torch.from_numpy(filled))
-        return feats.numpy(), lm.presence
+        return feats.numpy(), presence
 
     def __getitem__(self, index: int) -> Sample:
         sentence = self.sentences[index]
@@ -90,3 +155,92 @@ class MediaPipeFeatureDataset(Dataset):
             presence=torch.from_numpy(np.ascontiguousarray(presence)),
             targets=torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long),
         )
+
+
+class LandmarkView(Dataset):
+    """The dataset's samples as :class:`LandmarkSample` (raw landmarks), for :func:`collate_landmarks`."""
+
+    def __init__(self, dataset: MediaPipeFeatureDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> LandmarkSample:
+        return self.dataset.raw(index)
+
+
+# Raw point ranges in feature order, and the column offset of each part in the static block.
+_PART_COLUMNS: tuple[tuple[int, int, int, int], ...] = tuple(
+    (i, *RAW_PARTS[p], sum((RAW_PARTS[q][1] - RAW_PARTS[q][0]) * 3 for q in PARTS[:i])) for i, p in enumerate(PARTS)
+)
+
+
+def _held(n: int, lag: int) -> torch.Tensor:
+    """Frame indices t - lag with the first frame held before the start."""
+    return (torch.arange(n) - lag).clamp_min(0)
+
+
+def fill_features(out: torch.Tensor, points: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """Write ``layout.features_from_landmarks(points, presence)`` into ``out`` [T, 6516] in place.
+
+    Same arithmetic, in the same order, as the layout module (so bit-identical results), but the
+    four blocks are written straight into their columns of ``out`` (a row of a padded batch) and
+    absent channels are zeroed per part and block instead of through a [T, 6516] mask.
+    """
+    T = points.shape[0]
+    static = out[:, :STATIC_DIM]
+    for _, lo, hi, col in _PART_COLUMNS:
+        static[:, col : col + (hi - lo) * 3] = points[:, lo:hi].reshape(T, (hi - lo) * 3)
+    lagged = {lag: static[_held(T, lag)] for lag in (1, 2, 4)}
+    blocks = [out[:, STATIC_DIM * (k + 1) : STATIC_DIM * (k + 2)] for k in range(len(TEMPORAL_LAGS))]
+    torch.sub(static, lagged[1], out=blocks[0])                    # velocity      s - s1
+    torch.sub(static, 2 * lagged[1], out=blocks[1]).add_(lagged[2])  # acceleration  s - 2 s1 + s2
+    torch.sub(static, lagged[4], out=blocks[2])                    # displacement  s - s4
+    presence = presence.bool()
+    masks = [presence]
+    for lags in TEMPORAL_LAGS:
+        mask = presence
+        for lag in lags[1:]:
+            mask = mask & presence[_held(T, lag)]
+        masks.append(mask)
+    for k, mask in enumerate(masks):
+        absent = ~mask
+        if not bool(absent.any()):
+            continue
+        base = STATIC_DIM * k
+        for p, lo, hi, col in _PART_COLUMNS:
+            rows = absent[:, p]
+            if bool(rows.any()):
+                out[rows, base + col : base + col + (hi - lo) * 3] = 0.0
+    return out
+
+
+def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor for a batch; in a loader worker it lives in shared memory (no copy to send it)."""
+    if get_worker_info() is None:
+        return torch.empty(*shape, dtype=dtype)
+    numel = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage).view(*shape)
+
+
+def collate_landmarks(samples: Sequence[LandmarkSample]) -> dict[str, Any]:
+    """Raw samples -> the same padded batch as ``collate`` of their features, derived in place."""
+    lengths = torch.tensor([s.points.shape[0] for s in samples], dtype=torch.long)
+    B, T = len(samples), int(lengths.max())
+    features = _empty_batch((B, T, FEATURE_DIM), torch.float32)
+    presence = torch.zeros(B, T, len(PARTS), dtype=torch.bool)
+    for i, s in enumerate(samples):
+        n = s.points.shape[0]
+        fill_features(features[i, :n], torch.from_numpy(s.points), torch.from_numpy(s.filled))
+        features[i, n:] = 0.0
+        presence[i, :n] = torch.from_numpy(s.presence)
+    return {
+        "features": features,
+        "presence": presence,
+        "lengths": lengths,
+        "targets": torch.cat([s.targets for s in samples]),
+        "target_lengths": torch.tensor([len(s.targets) for s in samples], dtype=torch.long),
+        "ids": [s.id for s in samples],
+    }

@@ -114,6 +114,32 @@ def channel_presence(presence: torch.Tensor) -> torch.Tensor:
     return torch.cat(blocks, dim=-1)
 
 
+def _part_slices() -> list[tuple[int, int, slice]]:
+    """(block, part, channel slice) for every contiguous run of channels: 4 blocks x 4 parts."""
+    groups = []
+    for block in range(1 + len(TEMPORAL_LAGS)):
+        for part_id, part in enumerate(PARTS):
+            sl = SLICES[part]
+            groups.append((block, part_id, slice(block * STATIC_DIM + sl.start, block * STATIC_DIM + sl.stop)))
+    return groups
+
+
+# Every feature channel belongs to exactly one (block, part) group; masks are per group, [.., T, 4, 4].
+CHANNEL_GROUPS: list[tuple[int, int, slice]] = _part_slices()
+
+
+def group_presence(presence: torch.Tensor) -> torch.Tensor:
+    """[..., T, 4] part presence -> [..., T, 4 blocks, 4 parts]: the compact form of channel_presence."""
+    presence = presence.bool()
+    blocks = [presence]
+    for lags in TEMPORAL_LAGS:
+        mask = presence
+        for lag in lags[1:]:
+            mask = mask & _lagged(presence, lag)
+        blocks.append(mask)
+    return torch.stack(blocks, dim=-2)
+
+
 def features_from_static(static: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
     """Static [..., T, 1629] + presence [..., T, 4] -> features [..., T, 6516], absent channels 0."""
     feats = torch.cat([static, temporal_from_static(static)], dim=-1)

@@ -1,0 +1,198 @@
+"""Benchmark the input pipeline: samples/s delivered (2 workers, features + collate + normalization).
+
+Ours: the packed float16 store, raw landmarks per sample, features derived batch-wise in the
+workers (``collate_landmarks``). Baselines in the same run: the naive seed form (one float32
+[T, 6516] `.npy` per sample, per-sample tensors + ``collate``) and reading the `.pose` files
+directly. The Normalizer (global statistics, body-relative: the default config) is applied to
+every batch in the main process, as the model does. Then the consumption rate of the model: the
+time of an I3D teacher training step (default ``conf/model/i3d.yaml``) on the same batches.
+
+    python bench/bench_pipeline.py [--annotations DIR] [--fraction 0.05] [--batches 16] [--steps 4] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import (REPO, PhoenixScaleCorpus, add_corpus_args, figure, machine, print_corpus,  # noqa: E402
+                    write_result)
+
+from sign_ctc.data.corpus import Corpus  # noqa: E402
+from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
+from sign_ctc.data.vocabulary import Vocabulary  # noqa: E402
+from sign_ctc.normalization import Normalizer  # noqa: E402
+
+
+class NpyCorpus(Corpus):
+    """The seed's form of the same sentences: ``<root>/npy/<split>/<id>.npy`` float32 [T, 6516]."""
+
+    def __init__(self, base: Corpus):
+        super().__init__(base.root, landmarks_dir=base.root / "npy", source="npy")
+        self.base = base
+
+    def sentences(self, split):
+        return self.base.sentences(split)
+
+    def num_frames(self, split):
+        return self.base.num_frames(split)
+
+
+def write_npy(corpus: PhoenixScaleCorpus, sentences) -> NpyCorpus:
+    """Write the seed-form features of the given train sentences (once)."""
+    from sign_ctc.data.dataset import MediaPipeFeatureDataset
+
+    npy = NpyCorpus(corpus)
+    todo = [s for s in sentences if not npy.landmark_path("train", s).is_file()]
+    if todo:
+        ds = MediaPipeFeatureDataset(corpus, "train", Vocabulary.from_glosses([]))
+        ds.sentences = todo
+        for i, s in enumerate(todo):
+            path = npy.landmark_path("train", s)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path.with_suffix(".tmp.npy"), ds[i].features.numpy())
+            path.with_suffix(".tmp.npy").rename(path)
+    return npy
+
+
+def pipeline_rate(dm: SignDataModule, normalizer: Normalizer | None, batches: int) -> dict:
+    """Samples/s and frames/s of the train loader (+ Normalizer if given), after a warm-up batch."""
+    loader = dm.train_dataloader()
+    it = iter(loader)
+    next(it)
+    samples = frames = padded = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        b = next(it)
+        if normalizer is not None:
+            normalizer(b["features"], b["presence"], b["lengths"])
+        samples += len(b["ids"])
+        frames += int(b["lengths"].sum())
+        padded += b["features"].shape[0] * b["features"].shape[1]
+    wall = time.perf_counter() - start
+    del it, loader
+    return {"samples_per_s": round(samples / wall, 2), "frames_per_s": round(frames / wall, 1),
+            "seconds": round(wall, 2), "batches": batches, "samples": samples,
+            "padding_pct": round(100 * (1 - frames / padded), 1)}
+
+
+def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
+    """Samples/s an I3D teacher training step consumes (forward, CTC loss, backward, AdamW)."""
+    from omegaconf import OmegaConf
+
+    import hydra
+    from sign_ctc.ctc_module import CTCModule
+
+    cfg = OmegaConf.load(REPO / "conf" / "model" / "i3d.yaml")
+    cfg.scheduler = None
+    model: CTCModule = hydra.utils.instantiate(cfg, normalizer=normalizer, vocab=dm.vocab.tokens)
+    model.train()
+    opt = model.optimizer_factory(params=model.parameters())
+    loader = dm.train_dataloader()
+    batches = []
+    for b in loader:  # fetched ahead: only the step is timed
+        batches.append(b)
+        if len(batches) == steps + 1:
+            break
+
+    def step(b):
+        log_probs, out_lengths = model(b["features"], b["presence"], b["lengths"])
+        per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, b)
+        loss = per_sample[feasible].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    step(batches[0])  # warm-up
+    samples = frames = 0
+    start = time.perf_counter()
+    for b in batches[1:]:
+        step(b)
+        samples += len(b["ids"])
+        frames += int(b["lengths"].sum())
+    wall = time.perf_counter() - start
+    return {"samples_per_s": round(samples / wall, 3), "frames_per_s": round(frames / wall, 1),
+            "seconds_per_step": round(wall / steps, 3), "steps": steps, "parameters": model.num_parameters()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_args(parser)
+    parser.add_argument("--batches", type=int, default=16, help="timed batches per pipeline (after 1 warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="timed training steps (after 1 warm-up)")
+    parser.add_argument("--batch-size", type=int, default=8, help="default: conf/data/phoenix2014.yaml's 8")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    info = machine()
+    corpus = PhoenixScaleCorpus(args.annotations, args.fraction, args.seed, args.cache)
+    corpus.prepare()
+    desc = corpus.describe()
+    print_corpus(desc)
+    print(f"batch size {args.batch_size}, {args.workers} workers, {args.batches} timed batches; torch threads "
+          f"{torch.get_num_threads()}")
+
+    common = dict(batch_size=args.batch_size, num_workers=args.workers, seed=args.seed, pin_memory=False)
+    ours = SignDataModule(corpus, store=True, store_dir=str(corpus.root / "store"), **common)
+    ours.dataset("train")  # packs on first use (not timed here: bench_store.py times packing)
+    vocab = ours.vocab
+    normalizer = Normalizer("global", body_relative=True)
+    normalizer.fit(b for _, b in zip(range(4), ours.split_batches("train")))
+    # the naive baseline reads the same sentences the timed batches need, in the seed's form
+    need = (args.batches + 2) * args.batch_size
+    sentences = corpus.sentences("train")
+    ordered = [sentences[i] for batch in ours.train_dataloader().batch_sampler for i in batch][:need + 4 * args.batch_size]
+    npy = write_npy(corpus, ordered)
+    naive = SignDataModule(npy, **common)
+    naive.vocab = vocab
+    naive.dataset("train").sentences = [s for s in sentences if npy.landmark_path("train", s).is_file()]
+    direct = SignDataModule(corpus, store=False, **common)
+    direct.vocab = vocab
+
+    runs: dict[str, dict] = {}
+    loaders_only: dict[str, dict] = {}
+    for r in range(args.rounds):  # alternated, best of the rounds kept: a shared machine's load varies
+        for name, dm in (("store", ours), ("npy_float32", naive), ("pose_direct", direct)):
+            for table, norm in ((loaders_only, None), (runs, normalizer)):
+                got = pipeline_rate(dm, norm, args.batches)
+                if name not in table or got["samples_per_s"] > table[name]["samples_per_s"]:
+                    table[name] = got
+    for name in runs:
+        a, b = runs[name], loaders_only[name]
+        print(f"pipeline {name:12s}: {a['samples_per_s']:7.2f} samples/s with the Normalizer, {b['samples_per_s']:7.2f} "
+              f"loader alone  ({a['frames_per_s']:.0f} / {b['frames_per_s']:.0f} frames/s, padding {a['padding_pct']}%)")
+    step = step_rate(ours, normalizer, args.steps)
+    print(f"I3D training step: {step['seconds_per_step']:.2f} s/step = {step['samples_per_s']:.2f} samples/s "
+          f"({step['parameters'] / 1e6:.1f}M parameters)")
+    vs_naive = runs["store"]["samples_per_s"] / runs["npy_float32"]["samples_per_s"]
+    vs_step = runs["store"]["samples_per_s"] / step["samples_per_s"]
+    print(f"store pipeline vs naive .npy: x{vs_naive:.2f}; vs .pose direct: "
+          f"x{runs['store']['samples_per_s'] / runs['pose_direct']['samples_per_s']:.2f}; "
+          f"vs what the training step consumes: x{vs_step:.1f} (goal >= 3)")
+    figures = [
+        figure("input pipeline", runs["store"]["samples_per_s"], "samples/s", runs["npy_float32"]["samples_per_s"],
+               "naive float32 .npy per sample", goal="faster than the naive baseline", met=vs_naive > 1,
+               note=f"{args.workers} workers, batch {args.batch_size}, features + collate + Normalizer"),
+        figure("data loader alone (no Normalizer)", loaders_only["store"]["samples_per_s"], "samples/s",
+               loaders_only["npy_float32"]["samples_per_s"], "naive float32 .npy per sample",
+               note=f"vs .pose direct {loaders_only['pose_direct']['samples_per_s']} samples/s"),
+        figure("input pipeline vs .pose direct", runs["store"]["samples_per_s"], "samples/s",
+               runs["pose_direct"]["samples_per_s"], "reading .pose files"),
+        figure("input pipeline vs training step", runs["store"]["samples_per_s"], "samples/s", step["samples_per_s"],
+               "I3D teacher step consumption", goal=">= 3x", met=vs_step >= 3,
+               note=f"{step['seconds_per_step']} s per step of {args.batch_size}"),
+    ]
+    result = {"corpus": desc, "figures": figures, "batch_size": args.batch_size, "workers": args.workers,
+              "pipelines": runs, "loaders_only": loaders_only, "training_step": step}
+    write_result("pipeline", result, info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The benchmark helpers: the PHOENIX-scale corpus, the results files and the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import report  # noqa: E402
+
+from sign_ctc.features.pose_io import read_pose  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_phoenix(tmp_path_factory):
+    corpus = common.PhoenixScaleCorpus(fraction=0.002, seed=3, cache=tmp_path_factory.mktemp("bench"))
+    corpus.prepare()
+    return corpus
+
+
+def test_phoenix_scale_corpus_has_real_sentences_and_lengths(tiny_phoenix):
+    full = {s.id: s for s in tiny_phoenix.full_split("train")}
+    used = tiny_phoenix.sentences("train")
+    assert len(used) == round(0.002 * len(full)) and all(full[s.id].glosses == s.glosses for s in used)
+    nums = tiny_phoenix.num_frames("train")
+    real = (tiny_phoenix.annotations / "num_frames.csv").is_file()
+    assert tiny_phoenix.real_lengths == real
+    if real:
+        rows = (tiny_phoenix.annotations / "num_frames.csv").read_text().splitlines()[1:]
+        truth = {r.split("|")[1]: int(r.split("|")[2]) for r in rows if r.startswith("train|")}
+        assert all(nums[s.id] == truth[s.id] for s in used)
+    lms = [read_pose(tiny_phoenix.landmark_path("train", s)) for s in used]
+    assert [len(lm) for lm in lms] == [nums[s.id] for s in used]
+    presence = np.concatenate([lm.presence for lm in lms])
+    assert 0.2 < 1 - presence[:, 1:3].mean() < 0.6  # hands missing in bursts, as in PHOENIX
+    before = (tiny_phoenix.root / "corpus.json").stat().st_mtime_ns
+    tiny_phoenix.prepare()  # built once, reused
+    assert (tiny_phoenix.root / "corpus.json").stat().st_mtime_ns == before
+    desc = tiny_phoenix.describe()
+    assert desc["sentences"]["train"] == len(used) and desc["frames"]["train"] == sum(nums.values())
+
+
+def test_bench_store_writes_its_figures(tiny_phoenix, tmp_path, monkeypatch, capsys):
+    import bench_store
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_store.py", "--fraction", "0.002", "--seed", "3",
+                                      "--cache", str(tiny_phoenix.root.parent)])
+    bench_store.main()
+    result = json.loads((tmp_path / "store.json").read_text())
+    assert result["store_bytes_per_frame"] <= 3300 and result["figures"][0]["met"] is True
+    assert {"cpu", "cores", "ram_gb", "torch", "date", "command", "load_average_start"} <= set(result["machine"])
+    assert "fraction 0.002" in capsys.readouterr().out
+
+
+def test_report_prints_every_results_file(tmp_path):
+    ours = {"benchmark": "x", "figures": [common.figure("speed", 30.0, "samples/s", 10.0, "naive", goal=">= 3x",
+                                                         met=True)],
+            "machine": {"cpu": "CPU", "cores": 2, "ram_gb": 8, "torch": "2", "date": "2026-01-01T10:00:00",
+                        "load_average_start": [1.5, 1, 1]}}
+    (tmp_path / "x.json").write_text(json.dumps(ours))
+    (tmp_path / "extract.json").write_text(json.dumps({"fps_1_worker": 10.0, "fps_2_workers": 15.0, "speedup": 1.5,
+                                                       "runs": [{"load_before": 2.0}], "machine": {"cpus": 2}}))
+    out = report.table(tmp_path)
+    lines = out.splitlines()
+    assert lines[0].startswith("| benchmark |") and len([ln for ln in lines if ln.startswith("| x |")]) == 1
+    assert "| 30.0 samples/s | 10.0 (naive) | x3.00 | >= 3x | yes |" in out
+    assert "landmark extraction" in out and "load 2.0" in out
+
+
+def test_memory_sampler_sees_this_process():
+    with common.MemorySampler(interval=0.05) as mem:
+        _ = np.ones(10_000_000)  # 80 MB
+    assert mem.peak["rss_main_mb"] > 80 and mem.peak["pss_tree_mb"] > 0

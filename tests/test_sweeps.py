@@ -1,0 +1,202 @@
+"""Sweeps through the real command line: `python train.py -m ...` with the basic, joblib and submitit-local
+launchers, the Optuna search with its SQLite storage, re-running an interrupted sweep, the sweep summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import CONF, ROOT, SMALL_CORPUS
+from test_wandb import TINY, read_wandb_run
+
+# One short epoch per job, no test pass: what a sweep needs, as fast as possible.
+JOB = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
+       "callbacks.feature_diagnostics=null", *SMALL_CORPUS, "data.batch_size=2", "data.eval_batch_size=4", *TINY]
+
+
+def run_train(args: list[str], cache_dir: Path, log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run([sys.executable, "train.py", *args, f"paths.cache_dir={cache_dir}",
+                           f"paths.log_dir={log_dir}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def job_metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def wandb_run(job_dir: Path) -> dict:
+    (offline,) = (job_dir / "wandb").glob("offline-run-*")
+    return read_wandb_run(offline)
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory, cache_dir, small_corpus) -> Path:
+    """Two jobs with the basic launcher, W&B offline."""
+    sweep = tmp_path_factory.mktemp("sweeps") / "lr_sweep"
+    run_train(["-m", "model.optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={sweep}", "logger=wandb", *JOB], cache_dir,
+              sweep.parent)
+    return sweep
+
+
+def test_multirun_jobs_get_own_dirs_wandb_runs_and_one_group(basic_sweep, capsys):
+    jobs = [basic_sweep / "0", basic_sweep / "1"]
+    lrs = []
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        lrs += [o for o in overrides if o.startswith("model.optimizer.lr=")]
+        info = job_metrics(job)
+        assert info["status"] == "completed" and info["epochs"] == 1 and 0 <= info["best"] <= 100
+    assert lrs == ["model.optimizer.lr=0.001", "model.optimizer.lr=0.0003"]
+    runs = [wandb_run(job)["run"] for job in jobs]
+    assert runs[0]["id"] != runs[1]["id"]
+    assert runs[0]["group"] == runs[1]["group"] == "lr_sweep"
+
+    from sign_ctc.sweep_summary import main, summarize
+
+    rows = summarize(basic_sweep)
+    assert [r.best for r in rows] == sorted(job_metrics(j)["best"] for j in jobs)
+    assert main([str(basic_sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "model.optimizer.lr=0.001" in out and "2 job(s): 2 completed" in out
+    lines = (basic_sweep / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("job,overrides,status,metric,best") and len(lines) == 3
+
+
+def test_default_run_and_sweep_dirs_never_collide():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True)
+    assert "%f" in cfg.hydra.run._get_node("dir")._value() and "%f" in cfg.hydra.sweep._get_node("dir")._value()
+    assert cfg.hydra.sweep._get_node("subdir")._value() == "${hydra.job.num}"
+
+
+def test_summary_lists_incomplete_jobs_last(tmp_path):
+    from sign_ctc.sweep_summary import summarize
+
+    for num, best in [(0, 30.0), (1, None), (2, 12.5)]:
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- model.net.dropout=0.{num}\n- ckpt_path=last\n")
+        if best is not None:
+            (job / "metrics.json").write_text(json.dumps({"status": "completed", "metric": "val/wer", "best": best,
+                                                          "epochs": 3, "wall_time_s": 60}))
+    rows = summarize(tmp_path)
+    assert [(r.job, r.status) for r in rows] == [("2", "completed"), ("0", "completed"), ("1", "incomplete")]
+    assert rows[0].overrides == "model.net.dropout=0.2"  # how it was run (ckpt_path) is left out
+
+
+def test_slurm_launcher_config_composes():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True,
+                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.tasks_per_node == 4 and launcher.array_parallelism == 8
+    assert launcher.max_num_timeout == 3 and launcher.timeout_min == 240
+
+
+def test_optuna_config_composes():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True, overrides=["hparams_search=optuna"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")
+    assert sweeper.direction == "minimize" and cfg.metric.mode == "min"
+    assert set(sweeper.params) == {"model.optimizer.lr", "model.optimizer.weight_decay", "model.net.dropout",
+                                   "model.net.fusion_dim", "model.net.lstm_hidden", "normalization"}
+    assert sweeper.storage._target_ == "sign_ctc.sweep_summary.optuna_storage"
+
+
+def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch):
+    import types
+
+    import hydra as hydra_pkg
+    from hydra.types import RunMode
+
+    import train
+
+    trainer = hydra_pkg.utils.instantiate(make_cfg("trainer=ddp", "trainer.accelerator=cpu").trainer,
+                                          sync_batchnorm=False)
+    train.check_launch(trainer)  # a single run: Lightning re-launches this command for rank 1, fine
+    multirun = types.SimpleNamespace(initialized=lambda: True, get=lambda: types.SimpleNamespace(mode=RunMode.MULTIRUN))
+    monkeypatch.setattr(train, "HydraConfig", multirun)
+    with pytest.raises(RuntimeError, match="ddp_spawn"):
+        train.check_launch(trainer)
+
+
+@pytest.mark.slow
+def test_interrupted_multirun_rerun_finishes_only_missing_jobs(basic_sweep, cache_dir):
+    """Job 1 'killed' (no metrics.json): the same sweep with its dir and ckpt_path=last re-runs only job 1."""
+    done_before = (basic_sweep / "0" / "metrics.json").read_text()
+    (basic_sweep / "1" / "metrics.json").unlink()
+    proc = run_train(["-m", "model.optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={basic_sweep}", "logger=wandb", *JOB,
+                      "ckpt_path=last"], cache_dir, basic_sweep.parent)
+    assert "already completed" in proc.stdout + proc.stderr
+    assert (basic_sweep / "0" / "metrics.json").read_text() == done_before
+    info = job_metrics(basic_sweep / "1")
+    assert info["status"] == "completed" and info["resumed_from"].endswith("1/checkpoints/last.ckpt")
+    ids = {read_wandb_run(d)["run"]["id"] for d in (basic_sweep / "1" / "wandb").glob("offline-run-*")}
+    assert len(ids) == 1  # the resumed job went on in its own W&B run
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path, cache_dir, small_corpus):
+    sweep = tmp_path / "joblib_sweep"
+    run_train(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.net.dropout=0.1,0.2",
+               f"hydra.sweep.dir={sweep}", "logger=wandb", *JOB], cache_dir, tmp_path)
+    runs = [wandb_run(sweep / n)["run"] for n in ("0", "1")]
+    assert runs[0]["id"] != runs[1]["id"] and runs[0]["group"] == runs[1]["group"] == "joblib_sweep"
+    assert all(job_metrics(sweep / n)["status"] == "completed" for n in ("0", "1"))
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path, cache_dir, small_corpus):
+    sweep = tmp_path / "submitit_sweep"
+    run_train(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "model.net.dropout=0.1,0.2",
+               f"hydra.sweep.dir={sweep}", "logger=csv", *JOB], cache_dir, tmp_path)
+    assert all(job_metrics(sweep / n)["status"] == "completed" for n in ("0", "1"))
+    assert list((sweep / ".submitit").iterdir())
+
+
+@pytest.mark.slow
+def test_optuna_search_resumes_from_its_sqlite_storage(tmp_path, cache_dir, small_corpus):
+    import optuna
+
+    # Fixed parameters go through Optuna's user attributes and back to overrides: no null or dict values.
+    fixed = [a for a in JOB if "=null" not in a and "{" not in a]
+    args = ["hparams_search=optuna", "hydra.sweeper.study_name=test_study", "logger=csv", *fixed,
+            "model.optimizer.weight_decay=0.0"]
+    run_train([*args, "hydra.sweeper.n_trials=2"], cache_dir, tmp_path)
+    study_dir = tmp_path / "train" / "optuna" / "test_study"
+    storage = f"sqlite:///{study_dir / 'optuna.db'}"
+    study = optuna.load_study(study_name="test_study", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    (launch,) = [d for d in study_dir.iterdir() if d.is_dir()]
+    assert sorted(t.value for t in complete) == sorted(job_metrics(launch / n)["best"] for n in ("0", "1"))
+    assert set(complete[0].params) == {"model.optimizer.lr", "model.net.dropout"}
+
+    # an interrupted launch leaves a RUNNING trial; the next launch fails it, re-runs its parameters first
+    interrupted = study.ask({"model.optimizer.lr": optuna.distributions.LogUniformDistribution(1e-4, 3e-3),
+                             "model.net.dropout": optuna.distributions.UniformDistribution(0.0, 0.5)})
+    run_train([*args, "hydra.sweeper.n_trials=1"], cache_dir, tmp_path)
+    trials = optuna.load_study(study_name="test_study", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[3].params == interrupted.params
+
+    from sign_ctc.sweep_summary import summarize
+
+    rows = summarize(study_dir)
+    assert len(rows) == 3 and all(r.status == "completed" for r in rows)
