@@ -133,9 +133,13 @@ def main() -> None:
     print(f"peak memory over the runs: main process RSS {mem.peak['rss_main_mb']:.0f} MB (ru_maxrss {maxrss_mb:.0f} MB), "
           f"process tree PSS {mem.peak['pss_tree_mb']:.0f} MB, summed RSS {mem.peak['rss_tree_mb']:.0f} MB "
           f"({mem.peak['processes']} processes) (goal < 3 GB)")
+    # Lightning cannot be much faster than the same loop without it: a large negative overhead
+    # means the machine's load changed between runs, and the figure says so instead of "met".
+    noisy = overhead < -5
     figures = [
         figure("training throughput (Lightning)", best_light, "frames/s", best_bare, "bare PyTorch loop",
-               goal="<= 5% overhead", met=overhead <= 5, note=f"overhead {overhead:+.1f}%"),
+               goal="<= 5% overhead", met=None if noisy else overhead <= 5,
+               note=f"overhead {overhead:+.1f}%" + (" (noisy: rerun on an idle machine)" if noisy else "")),
         figure("peak memory of training (PSS, workers included)", mem.peak["pss_tree_mb"], "MB", goal="< 3072 MB",
                met=mem.peak["pss_tree_mb"] < 3072,
                note=f"main RSS {mem.peak['rss_main_mb']:.0f} MB; summed RSS {mem.peak['rss_tree_mb']:.0f} MB"),

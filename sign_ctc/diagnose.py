@@ -60,7 +60,7 @@ def _train_steps(model: CTCModule, batch: dict[str, Any], steps: int, lr: float 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 

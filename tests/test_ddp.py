@@ -31,6 +31,7 @@ def test_sampler_splits_batches_disjointly_over_ranks():
     assert not {tuple(b) for b in shuffled[0]} & {tuple(b) for b in shuffled[1][: len(shuffled[1]) - 1]}
 
 
+@pytest.mark.slow  # ~40 s: a training, a single-process and a 2-process evaluation
 def test_two_gloo_processes_give_the_single_process_test_wer(make_cfg, small_corpus, tmp_path, cache_dir):
     from eval import evaluate
     from train import train
@@ -40,7 +41,7 @@ def test_two_gloo_processes_give_the_single_process_test_wer(make_cfg, small_cor
                    *SMALL_CORPUS, "data.batch_size=4", *TINY, output_dir=run))
     (ckpt,) = (run / "checkpoints").glob("epoch_*.ckpt")
     # 12 test sentences in batches of 4: 3 batches, padded to 2 per rank (one sentence set seen twice)
-    data = [*SMALL_CORPUS, "data.eval_batch_size=4", "+seed=1234"]  # conf/eval.yaml lacks the `seed` data needs
+    data = [*SMALL_CORPUS, "data.eval_batch_size=4", "++seed=1234"]  # data.seed interpolates ${seed}
     single = evaluate(make_cfg(f"ckpt_path={ckpt}", *data, config_name="eval", output_dir=tmp_path / "single"))
 
     ddp_dir = tmp_path / "ddp"
@@ -69,12 +70,12 @@ class LossDtype(pl.Callback):
 def test_bf16_mixed_keeps_ctc_in_float32(make_cfg, small_corpus):
     from sign_ctc.build import build_datamodule, build_model
 
-    cfg = make_cfg(*SMALL_CORPUS, "data.batch_size=4", *TINY)
+    cfg = make_cfg(*SMALL_CORPUS, "data.batch_size=2", *TINY)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
     probe = LossDtype()
     trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", max_epochs=1, limit_train_batches=2,
-                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[probe])
     trainer.fit(model, datamodule=datamodule)
     assert probe.dtypes == [torch.float32, torch.float32]

@@ -49,6 +49,7 @@ def basic_sweep(tmp_path_factory, cache_dir, small_corpus) -> Path:
     return sweep
 
 
+@pytest.mark.slow  # ~30-60 s: a 2-job sweep through the command line
 def test_multirun_jobs_get_own_dirs_wandb_runs_and_one_group(basic_sweep, capsys):
     jobs = [basic_sweep / "0", basic_sweep / "1"]
     lrs = []

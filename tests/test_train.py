@@ -25,7 +25,7 @@ def test_every_config_group_option_composes(group, make_cfg):
     options = _options(group)
     assert options, f"conf/{group} is empty"
     for option in options:
-        key = f"+{group}" if group in ("experiment", "debug") else group
+        key = group
         cfg = make_cfg(f"{key}={option}" if group != "hydra" else f"hydra={option}")
         assert cfg.model._target_ == "sign_ctc.ctc_module.CTCModule"
         assert cfg.metric.name == "val/wer"
@@ -52,7 +52,7 @@ def test_default_config_is_synthetic_i3d_offline_wandb():
 def test_fast_dev_run_trains_a_few_steps(make_cfg, small_corpus):
     from train import train
 
-    cfg = make_cfg("+debug=fast_dev_run", "logger=none", *SMALL_CORPUS)
+    cfg = make_cfg("debug=fast_dev_run", "logger=none", *SMALL_CORPUS)
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     assert 0.0 <= metrics["test/wer"] <= 100.0
@@ -62,7 +62,7 @@ def test_overfit_eight_sentences_to_zero_wer(make_cfg, small_corpus):
     """The seed's overfit test: 8 training sentences recognized without error."""
     from train import train
 
-    cfg = make_cfg("+debug=overfit", "logger=none", "test=false", "callbacks.rich_progress_bar=null",
+    cfg = make_cfg("debug=overfit", "logger=none", "test=false", "callbacks.rich_progress_bar=null",
                    *SMALL_CORPUS)
     metrics = train(cfg)
     assert metrics["val/wer"] == 0.0
@@ -127,7 +127,7 @@ def test_wandb_offline_run_directory_holds_the_metrics(make_cfg, small_corpus, t
     from train import train
 
     cfg = make_cfg("logger=wandb", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", *SMALL_CORPUS,
-                   "trainer.limit_train_batches=2")
+                   "+trainer.limit_train_batches=2")
     train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

@@ -5,6 +5,7 @@ offline run's transaction log (wandb 0.28 writes no files/wandb-summary.json off
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,27 @@ TINY = ["normalization=per_sample", "model.net.fusion_dim=32", "model.net.lstm_h
         "model.net.modality_widths={pose:16,hands:16,face:16,temporal:16}", "callbacks.rich_progress_bar=null"]
 
 
-def read_wandb_run(run_dir: Path) -> dict[str, Any]:
-    """History/summary keys, config keys, run id/group and artifacts of one offline run directory."""
+def read_wandb_run(run_dir: Path, timeout_s: float = 60.0) -> dict[str, Any]:
+    """History, summary, config, run id/group and artifacts of one offline run directory.
+
+    W&B's service may still be flushing the log when wandb.finish() has returned: wait for its exit record.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = _scan_wandb_log(run_dir)
+        if out["exited"] or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def _scan_wandb_log(run_dir: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2 as pb
     from wandb.sdk.internal import datastore
 
     (log,) = run_dir.glob("run-*.wandb")
     ds = datastore.DataStore()
     ds.open_for_scan(str(log))
-    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "artifacts": [], "run": None}
+    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "artifacts": [], "run": None, "exited": False}
     while (data := ds.scan_data()) is not None:
         record = pb.Record()
         record.ParseFromString(data)
@@ -40,6 +53,8 @@ def read_wandb_run(run_dir: Path) -> dict[str, Any]:
         elif kind == "artifact":
             out["artifacts"].append({"type": record.artifact.type, "name": record.artifact.name,
                                      "aliases": list(record.artifact.aliases)})
+        elif kind == "exit":
+            out["exited"] = True
         elif kind == "run":
             out["run"] = {"id": record.run.run_id, "group": record.run.run_group, "project": record.run.project}
     return out

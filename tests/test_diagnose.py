@@ -1,0 +1,38 @@
+"""The diagnostic suite: six checks plus overfit, PASS/FAIL with figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SMALL_CORPUS
+from sign_ctc.diagnose import diagnose, print_table
+
+
+def test_all_checks_pass_on_the_default_config(make_cfg, small_corpus, capsys):
+    checks = diagnose(make_cfg("logger=none", *SMALL_CORPUS, config_name="diagnose"))
+    print_table(checks)
+    assert [c.name[0] for c in checks] == list("123456")
+    assert all(c.passed for c in checks), [(c.name, c.figures) for c in checks]
+    out = capsys.readouterr().out
+    assert "after normalization" in out and "PASS" in out
+    loss_check = checks[5].figures  # "loss a -> b in 10 iterations"
+    first, last = (float(v) for v in loss_check.split(" in ")[0].replace("loss ", "").split(" -> "))
+    assert last < first
+
+
+def test_a_broken_setting_fails_with_figures(make_cfg, small_corpus):
+    checks = diagnose(make_cfg("logger=none", "model.optimizer.lr=0.0", *SMALL_CORPUS, config_name="diagnose"))
+    by_name = {c.name[0]: c for c in checks}
+    assert by_name["5"].passed and not by_name["6"].passed  # no learning rate: loss cannot go down
+
+
+def test_double_normalization_fails_the_first_check(make_cfg, small_corpus):
+    checks = diagnose(make_cfg("+data.normalize=true", *SMALL_CORPUS, config_name="diagnose"))
+    assert len(checks) == 1 and not checks[0].passed
+    assert "two places" in checks[0].figures
+
+
+@pytest.mark.slow
+def test_overfit_flag_reaches_zero_wer(make_cfg, small_corpus):
+    checks = diagnose(make_cfg("logger=none", "diagnose.overfit=true", *SMALL_CORPUS, config_name="diagnose"))
+    assert checks[-1].name == "overfit to 0% WER" and checks[-1].passed, checks[-1].figures
