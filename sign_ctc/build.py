@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.ctc_module import CTCModule
@@ -32,7 +33,25 @@ def build_model(cfg: DictConfig, datamodule: SignDataModule) -> CTCModule:
     log.info("model %s: %.2fM parameters, temporal stride %d, vocabulary %d (blank + <unk> + %d glosses)",
              type(model.net).__name__, model.num_parameters() / 1e6, model.net.total_stride,
              len(datamodule.vocab), len(datamodule.vocab) - 2)
+    warn_infeasible(model, datamodule)
     if normalizer.needs_fit:
         stats = normalizer.fit(datamodule.split_batches("train"))
         log.info("global normalization statistics from the train split: %s", stats)
     return model
+
+
+def warn_infeasible(model: CTCModule, datamodule: SignDataModule, split: str = "train") -> list[str]:
+    """Warn once, before training, how many sentences are too short for CTC at this stride."""
+    from sign_ctc.ctc_module import ctc_required_lengths
+
+    ds = datamodule.dataset(split)
+    targets = [datamodule.vocab.encode(s.glosses) for s in ds.sentences]
+    flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+    need = ctc_required_lengths(flat, torch.tensor([len(t) for t in targets]))
+    have = model.net.output_lengths(torch.tensor(ds.lengths()))
+    bad = [s.id for s, ok in zip(ds.sentences, (have >= need).tolist()) if not ok]
+    if bad:
+        log.warning("%d of %d %s sentences (%.1f%%) are too short for their glosses at temporal stride %d and "
+                    "will be left out of the CTC loss, e.g. %s", len(bad), len(ds), split,
+                    100.0 * len(bad) / len(ds), model.net.total_stride, ", ".join(bad[:5]))
+    return bad

@@ -148,26 +148,50 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
-        """Stream mean/std per channel over batches (train split), excluding missing values."""
+        """Stream mean/std per channel over batches (train split), excluding missing values.
+
+        Sums are taken around a reference (the first batch's mean) so the variance does not
+        cancel catastrophically, per (block, part) group as matrix products, and accumulated in
+        float64 across batches.
+        """
         total = torch.zeros(FEATURE_DIM, dtype=torch.float64)
         total_sq = torch.zeros(FEATURE_DIM, dtype=torch.float64)
         count = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        ref: torch.Tensor | None = None
         frames = 0
         for batch in batches:
             feats, presence, lengths = batch["features"], batch["presence"], batch["lengths"]
-            valid = valid_channels(presence, lengths)
-            x = self._pre(feats, presence, lengths).double()
+            x = self._pre(feats, presence, lengths)
+            groups = (group_presence(presence) & time_mask(lengths, x.shape[1])[..., None, None]).to(x.dtype)
+            groups = groups.flatten(0, 1)  # [B*T, 4, 4]
+            x = x.flatten(0, 1)  # [B*T, 6516]
             finite = torch.isfinite(x)
-            w = (valid & finite).double()
-            x = torch.where(finite, x, torch.zeros_like(x))
-            total += (x * w).sum((0, 1))
-            total_sq += (x * x * w).sum((0, 1))
-            count += w.sum((0, 1))
+            all_finite = bool(finite.all())
+            if not all_finite:
+                x = torch.where(finite, x, torch.zeros_like(x))
+            if ref is None:
+                ref = torch.zeros(FEATURE_DIM)
+                for block, part, sl in CHANNEL_GROUPS:
+                    w = groups[:, block, part]
+                    ref[sl] = (w @ x[:, sl]) / w.sum().clamp_min(1.0)
+            x = x - ref
+            for block, part, sl in CHANNEL_GROUPS:
+                w = groups[:, block, part]
+                if all_finite:
+                    total[sl] += (w @ x[:, sl]).double()
+                    total_sq[sl] += (w @ (x[:, sl] * x[:, sl])).double()
+                    count[sl] += float(w.sum())
+                else:
+                    wf = w[:, None] * finite[:, sl]
+                    total[sl] += (wf * x[:, sl]).sum(0).double()
+                    total_sq[sl] += (wf * x[:, sl] * x[:, sl]).sum(0).double()
+                    count[sl] += wf.sum(0).double()
             frames += int(lengths.sum())
-        if frames == 0:
+        if frames == 0 or ref is None:
             raise ValueError("cannot fit global normalization statistics on an empty split")
-        mean = total / count.clamp_min(1.0)
-        var = (total_sq / count.clamp_min(1.0) - mean**2).clamp_min(0.0)
+        shifted_mean = total / count.clamp_min(1.0)
+        var = (total_sq / count.clamp_min(1.0) - shifted_mean**2).clamp_min(0.0)
+        mean = shifted_mean + ref.double()
         std = var.sqrt().clamp_min(self.std_floor)
         never = count == 0
         mean[never], std[never] = 0.0, 1.0

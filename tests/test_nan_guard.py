@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import SMALL_CORPUS
+from sign_ctc.build import build_datamodule, build_model, warn_infeasible
 from sign_ctc.callbacks.nan_guard import NaNGuard, NonFiniteTrainingError
 from sign_ctc.ctc_module import CTCModule, ctc_required_lengths
 from sign_ctc.data.collate import collate
@@ -148,3 +151,13 @@ def test_checkpoint_with_nonfinite_weights_is_refused(batches, tmp_path):
     with pytest.raises(NonFiniteTrainingError, match="net.classifier.bias"):
         trainer.save_checkpoint(tmp_path / "bad.ckpt")
     assert not (tmp_path / "bad.ckpt").exists()
+
+
+def test_setup_warns_with_the_number_of_infeasible_sentences(make_cfg, small_corpus, caplog):
+    cfg = make_cfg("logger=none", "model.net.temporal_strides=[2,2,2,2]", *SMALL_CORPUS)  # stride 16
+    datamodule = build_datamodule(cfg)
+    with caplog.at_level(logging.WARNING):
+        model = build_model(cfg, datamodule)
+    bad = warn_infeasible(model, datamodule)
+    assert bad, "stride 16 must make some synthetic sentences infeasible"
+    assert f"{len(bad)} of 48 train sentences" in caplog.text

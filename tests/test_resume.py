@@ -90,14 +90,17 @@ def test_sigterm_from_outside_then_resume_from_the_command_line(cache_dir, small
     """The real thing: `python train.py`, SIGTERM from another process mid-epoch, then the documented command."""
     run_dir = tmp_path / "run"
     args = [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}",
-            f"paths.log_dir={tmp_path}", "logger=csv", "trainer.max_epochs=1", "+trainer.limit_train_batches=16",
+            f"paths.log_dir={tmp_path}", "logger=csv", "+logger.csv.flush_logs_every_n_steps=1",
+            "trainer.log_every_n_steps=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=16",
             "+trainer.limit_val_batches=1", "test=false", *SMALL_CORPUS, "data.batch_size=1", *TINY]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:  # the feature table is printed at the first training batch
-        if "first batch, after normalization" in line:
+    metrics_csv = run_dir / "csv" / "metrics.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:  # kill once step 2 is logged: mid-epoch
+        if metrics_csv.is_file() and len(metrics_csv.read_text().splitlines()) > 2:
             break
-    time.sleep(3)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     last = run_dir / "checkpoints" / "last.ckpt"

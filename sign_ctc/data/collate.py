@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sign_ctc.data.dataset import Sample
+if TYPE_CHECKING:
+    from sign_ctc.data.dataset import Sample
 
 
 def collate(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -20,6 +21,12 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
     for i, s in enumerate(samples):
         features[i, : s.features.shape[0]] = s.features
         presence[i, : s.presence.shape[0]] = s.presence
+    return batch_dict(features, presence, lengths, samples)
+
+
+def batch_dict(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+               samples: Sequence[Any]) -> dict[str, Any]:
+    """The batch every loader yields; samples give ``targets`` and ``id``."""
     return {
         "features": features,
         "presence": presence,

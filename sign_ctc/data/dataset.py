@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from sign_ctc.data.collate import batch_dict
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
@@ -236,11 +237,4 @@ def collate_landmarks(samples: Sequence[LandmarkSample]) -> dict[str, Any]:
         fill_features(features[i, :n], torch.from_numpy(s.points), torch.from_numpy(s.filled))
         features[i, n:] = 0.0
         presence[i, :n] = torch.from_numpy(s.presence)
-    return {
-        "features": features,
-        "presence": presence,
-        "lengths": lengths,
-        "targets": torch.cat([s.targets for s in samples]),
-        "target_lengths": torch.tensor([len(s.targets) for s in samples], dtype=torch.long),
-        "ids": [s.id for s in samples],
-    }
+    return batch_dict(features, presence, lengths, samples)

@@ -101,19 +101,6 @@ def temporal_from_static(static: torch.Tensor) -> torch.Tensor:
     return torch.cat([static - s1, static - 2 * s1 + s2, static - s4], dim=-1)
 
 
-def channel_presence(presence: torch.Tensor) -> torch.Tensor:
-    """[..., T, 4] part presence -> [..., T, 6516] presence of every feature channel."""
-    presence = presence.bool()
-    static_mask = presence[..., STATIC_CHANNEL_PART.to(presence.device)]
-    blocks = [static_mask]
-    for lags in TEMPORAL_LAGS:
-        mask = static_mask
-        for lag in lags[1:]:
-            mask = mask & _lagged(static_mask, lag)
-        blocks.append(mask)
-    return torch.cat(blocks, dim=-1)
-
-
 def _part_slices() -> list[tuple[int, int, slice]]:
     """(block, part, channel slice) for every contiguous run of channels: 4 blocks x 4 parts."""
     groups = []
@@ -138,6 +125,17 @@ def group_presence(presence: torch.Tensor) -> torch.Tensor:
             mask = mask & _lagged(presence, lag)
         blocks.append(mask)
     return torch.stack(blocks, dim=-2)
+
+
+# Group id (block * 4 + part) of every one of the 6516 channels.
+CHANNEL_GROUP_INDEX = torch.cat([torch.full((sl.stop - sl.start,), block * len(PARTS) + part, dtype=torch.long)
+                                 for block, part, sl in CHANNEL_GROUPS])
+
+
+def channel_presence(presence: torch.Tensor) -> torch.Tensor:
+    """[..., T, 4] part presence -> [..., T, 6516] presence of every feature channel."""
+    groups = group_presence(presence).flatten(-2)
+    return groups[..., CHANNEL_GROUP_INDEX.to(groups.device)]
 
 
 def features_from_static(static: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
