@@ -35,10 +35,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     split = cfg.get("split", "test")
-    loader = datamodule._loader(split, False, datamodule.eval_batch_size)
+    loader = datamodule.loader(split, False, datamodule.eval_batch_size)
     trainer.test(model, dataloaders=loader)
 
     result = model.last_result
+    if not trainer.is_global_zero:  # every rank holds the gathered result; one writes it
+        return result_summary(result)
     summary = {**result_summary(result), "split": split, "decoding": type(model.test_decoder).__name__}
     predictions = model.predictions
     write_predictions(output_dir / f"{split}_predictions.csv", predictions)

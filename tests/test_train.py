@@ -12,7 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF, SMALL_CORPUS
 
-GROUPS = ["data", "model", "normalization", "trainer", "logger", "callbacks", "experiment", "debug", "paths",
+GROUPS = ["data", "model", "normalization", "decoding", "trainer", "logger", "callbacks", "experiment", "debug",
+          "hparams_search", "paths",
           "hydra"]
 
 
@@ -121,18 +122,3 @@ def test_checkpoint_of_another_layout_is_refused(make_cfg, small_corpus, tmp_pat
     torch.save(ckpt, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match="layout"):
         load_module(tmp_path / "old.ckpt")
-
-
-def test_wandb_offline_run_directory_holds_the_metrics(make_cfg, small_corpus, tmp_path):
-    from train import train
-
-    cfg = make_cfg("logger=wandb", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", *SMALL_CORPUS,
-                   "+trainer.limit_train_batches=2")
-    train(cfg)
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    assert list(runs[0].glob("run-*.wandb")), "no W&B transaction log written"
-    summary = json.loads((runs[0] / "files" / "wandb-summary.json").read_text())
-    assert "val/wer" in summary and "test/wer" in summary and "train/loss" in summary
-    config = (runs[0] / "files" / "config.yaml").read_text()
-    assert "model/params_total" in config

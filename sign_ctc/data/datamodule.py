@@ -96,7 +96,7 @@ class SignDataModule(pl.LightningDataModule):
             return LandmarkView(ds), collate_landmarks
         return ds, collate
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         ds = self.dataset(split)
         sampler = LengthBucketBatchSampler(ds.lengths(), batch_size, max_frames=self.max_frames,
                                            shuffle=shuffle, seed=self.seed)
@@ -105,13 +105,13 @@ class SignDataModule(pl.LightningDataModule):
                           pin_memory=self._pin(), persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        return self.loader("train", True, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_split, False, self.eval_batch_size)
+        return self.loader(self.val_split, False, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self.loader("test", False, self.eval_batch_size)
 
     def split_batches(self, split: str = "train") -> Iterator[dict[str, Any]]:
         """Every sample of a split once, in order (for streamed normalization statistics)."""
