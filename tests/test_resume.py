@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -77,7 +76,7 @@ def test_sigterm_mid_epoch_saves_last_and_resume_continues(make_cfg, small_corpu
 
 
 def test_resuming_with_other_overrides_is_refused(make_cfg, small_corpus, tmp_path):
-    from train import start_run
+    from sign_ctc.run_state import start_run
 
     start_run(make_cfg("model.net.dropout=0.1"), tmp_path, resuming=False)
     with pytest.raises(ValueError, match="other overrides"):

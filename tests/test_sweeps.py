@@ -126,15 +126,15 @@ def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch)
     import hydra as hydra_pkg
     from hydra.types import RunMode
 
-    import train
+    from sign_ctc import trainer_setup
 
     trainer = hydra_pkg.utils.instantiate(make_cfg("trainer=ddp", "trainer.accelerator=cpu").trainer,
                                           sync_batchnorm=False)
-    train.check_launch(trainer)  # a single run: Lightning re-launches this command for rank 1, fine
+    trainer_setup.check_launch(trainer)  # a single run: Lightning re-launches this command for rank 1, fine
     multirun = types.SimpleNamespace(initialized=lambda: True, get=lambda: types.SimpleNamespace(mode=RunMode.MULTIRUN))
-    monkeypatch.setattr(train, "HydraConfig", multirun)
+    monkeypatch.setattr(trainer_setup, "HydraConfig", multirun)
     with pytest.raises(RuntimeError, match="ddp_spawn"):
-        train.check_launch(trainer)
+        trainer_setup.check_launch(trainer)
 
 
 @pytest.mark.slow
