@@ -20,8 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (REPO, PhoenixScaleCorpus, add_corpus_args, figure, machine, print_corpus,  # noqa: E402
-                    write_result)
+from common import (corpus_from_args, REPO, PhoenixScaleCorpus, add_corpus_args, figure, machine, write_result)
 
 from sign_ctc.data.corpus import Corpus  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
@@ -132,10 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     info = machine()
-    corpus = PhoenixScaleCorpus(args.annotations, args.fraction, args.seed, args.cache)
-    corpus.prepare()
-    desc = corpus.describe()
-    print_corpus(desc)
+    corpus, desc = corpus_from_args(args)
     print(f"batch size {args.batch_size}, {args.workers} workers, {args.batches} timed batches; torch threads "
           f"{torch.get_num_threads()}")
 

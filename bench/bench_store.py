@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (SEED_FEATURE_BYTES, PhoenixScaleCorpus, add_corpus_args, figure, machine,  # noqa: E402
-                    print_corpus, write_result)
+from common import (corpus_from_args, SEED_FEATURE_BYTES, add_corpus_args, figure, machine,  # noqa: E402
+                    write_result)
 
 from sign_ctc.data.store import pack  # noqa: E402
 
@@ -22,10 +22,7 @@ def main() -> None:
     add_corpus_args(parser)
     args = parser.parse_args()
     info = machine()
-    corpus = PhoenixScaleCorpus(args.annotations, args.fraction, args.seed, args.cache)
-    corpus.prepare()
-    desc = corpus.describe()
-    print_corpus(desc)
+    corpus, desc = corpus_from_args(args)
 
     root = corpus.root / "store"
     start = time.perf_counter()

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
-from common import (REPO, MemorySampler, PhoenixScaleCorpus, add_corpus_args, figure, machine,  # noqa: E402
-                    print_corpus, write_result)
+from common import (corpus_from_args, REPO, MemorySampler, add_corpus_args, figure, machine,  # noqa: E402
+                    write_result)
 
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
 from sign_ctc.normalization import Normalizer  # noqa: E402
@@ -106,10 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     info = machine()
-    corpus = PhoenixScaleCorpus(args.annotations, args.fraction, args.seed, args.cache)
-    corpus.prepare()
-    desc = corpus.describe()
-    print_corpus(desc)
+    corpus, desc = corpus_from_args(args)
     dm = SignDataModule(corpus, batch_size=args.batch_size, num_workers=args.workers, seed=args.seed,
                         store=True, store_dir=str(corpus.root / "store"))
     dm.dataset("train")

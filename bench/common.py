@@ -220,6 +220,15 @@ class PhoenixScaleCorpus(Corpus):
         }
 
 
+def corpus_from_args(args: argparse.Namespace) -> tuple["PhoenixScaleCorpus", dict[str, Any]]:
+    """Build (or reuse) the benchmark corpus the command line asks for, and print what it is."""
+    corpus = PhoenixScaleCorpus(args.annotations, args.fraction, args.seed, args.cache)
+    corpus.prepare()
+    desc = corpus.describe()
+    print_corpus(desc)
+    return corpus, desc
+
+
 def print_corpus(desc: dict[str, Any]) -> None:
     lengths = "real PHOENIX-2014 frame counts" if desc["real_lengths"] else "lengths estimated from gloss counts"
     print(f"corpus: PHOENIX-2014 sentences from {desc['annotations']}, fraction {desc['fraction']:g} "
