@@ -31,6 +31,35 @@ def test_sampler_splits_batches_disjointly_over_ranks():
     assert not {tuple(b) for b in shuffled[0]} & {tuple(b) for b in shuffled[1][: len(shuffled[1]) - 1]}
 
 
+def test_lightning_reshuffles_the_length_buckets_every_epoch(small_corpus):
+    from sign_ctc.data.datamodule import SignDataModule
+
+    class Recorder(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen: dict[int, list[tuple[str, ...]]] = {}
+
+        def training_step(self, batch, batch_idx):
+            self.seen.setdefault(self.current_epoch, []).append(tuple(batch["ids"]))
+            return self.w.sum() * 0.0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = SignDataModule(small_corpus, batch_size=4, num_workers=0, train_subset=16, seed=5)
+    model = Recorder()
+    pl.Trainer(max_epochs=3, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, use_distributed_sampler=False).fit(model, datamodule=dm)
+    ids = [s.id for s in dm.dataset("train").sentences]
+    sampler = dm.train_dataloader().batch_sampler
+    for epoch in range(3):
+        assert sorted(i for b in model.seen[epoch] for i in b) == sorted(ids)
+        sampler.set_epoch(epoch)
+        assert model.seen[epoch] == [tuple(ids[i] for i in b) for b in sampler]
+    assert model.seen[0] != model.seen[1] != model.seen[2]
+
+
 @pytest.mark.slow  # ~40 s: a training, a single-process and a 2-process evaluation
 def test_two_gloo_processes_give_the_single_process_test_wer(make_cfg, small_corpus, tmp_path, cache_dir):
     from eval import evaluate

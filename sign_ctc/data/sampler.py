@@ -13,6 +13,16 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 
+class _EpochSetter:
+    """Where Lightning looks for ``set_epoch`` on a loader with a batch sampler; forwards it."""
+
+    def __init__(self, owner: LengthBucketBatchSampler):
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+
 class LengthBucketBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[int], batch_size: int, max_frames: int | None = None,
                  shuffle: bool = True, bucket_size: int = 64, seed: int = 0, drop_last: bool = False,
@@ -27,6 +37,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        # Lightning's fit loop calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`,
+        # never on the batch sampler itself: without this, every epoch would repeat epoch 0's batches.
+        self.sampler = _EpochSetter(self)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
