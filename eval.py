@@ -15,6 +15,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
 from sign_ctc.ctm import ctm_lines, read_stm, write_ctm
 from sign_ctc.instantiate import instantiate_group
@@ -26,6 +27,7 @@ log = logging.getLogger("sign_ctc.eval")
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Decode one split with the checkpoint's own vocabulary and normalization statistics."""
+    apply_backend(cfg)
     output_dir = Path(cfg.paths.output_dir)
     decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)

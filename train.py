@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from sign_ctc.backend import apply_backend
 from sign_ctc.build import build_datamodule, build_model
 from sign_ctc.instantiate import instantiate_group
 from sign_ctc.normalization import check_single_normalization
@@ -41,6 +42,7 @@ log = logging.getLogger("sign_ctc.train")
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the final metrics (floats), with `<metric.name>_best`."""
     check_single_normalization(cfg)
+    apply_backend(cfg)
     output_dir = Path(cfg.paths.output_dir)
     started = time.time()
     ckpt_path = resolve_ckpt_path(cfg, output_dir)

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
 from sign_ctc.ctc_module import CTCModule
 from sign_ctc.features.landmarks import Landmarks
@@ -62,6 +63,7 @@ def predict(model: CTCModule, lm: Landmarks) -> list[str]:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    apply_backend(cfg)
     decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)
     results = []

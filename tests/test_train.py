@@ -13,8 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF, SMALL_CORPUS
 
 GROUPS = ["data", "model", "normalization", "decoding", "trainer", "logger", "callbacks", "experiment", "debug",
-          "hparams_search", "paths",
-          "hydra"]
+          "hparams_search", "backend", "paths", "hydra"]
 
 
 def _options(group: str) -> list[str]:
@@ -30,6 +29,10 @@ def test_every_config_group_option_composes(group, make_cfg):
         cfg = make_cfg(f"{key}={option}" if group != "hydra" else f"hydra={option}")
         assert cfg.model._target_ == "sign_ctc.ctc_module.CTCModule"
         assert cfg.metric.name == "val/wer"
+
+
+def test_every_group_folder_is_checked():
+    assert {d.name for d in CONF.iterdir() if d.is_dir()} == set(GROUPS)
 
 
 def test_required_groups_have_their_options():
