@@ -35,6 +35,19 @@ def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) ->
     return torch.tensor(out, dtype=torch.long, device=target_lengths.device)
 
 
+def nonfinite_samples(x: torch.Tensor) -> torch.Tensor:
+    """[B] flags: which samples hold a NaN or Inf.
+
+    One float32 sum per sample finds them (NaN and Inf survive a sum); the elementwise pass runs
+    only when a sum is not finite, and then decides (finite values that overflow the sum are not
+    flagged). Checking a [B, T, 6516] batch elementwise every step cost ~10% of a CPU step.
+    """
+    suspect = ~torch.isfinite(x.flatten(1).sum(1, dtype=torch.float32))
+    if not bool(suspect.any()):
+        return suspect
+    return ~torch.isfinite(x).flatten(1).all(1)
+
+
 @dataclass
 class NonFiniteEvent:
     """Where a value first became non-finite in a step, and which samples carried it."""
@@ -60,6 +73,8 @@ class CTCModule(pl.LightningModule):
         self.zero_infinity = zero_infinity
         self.test_decoder = test_decoder(vocab_tokens=self.vocab.tokens) if test_decoder else None
         self.nonfinite_event: NonFiniteEvent | None = None
+        # This step's total gradient norm, when the NaN guard has measured it: clipping reuses it.
+        self.grad_norm: torch.Tensor | None = None
         self.infeasible_ids: list[str] = []
         self._eval_outputs: list[tuple[str, list[str], list[str]]] = []
         self.best_wer = float("inf")
@@ -95,12 +110,12 @@ class CTCModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         self.nonfinite_event = None
         feats = batch["features"]
-        bad = ~torch.isfinite(feats).flatten(1).all(1)
+        bad = nonfinite_samples(feats)
         if bad.any():
             self._report("input", batch, bad)
             return None
         log_probs, out_lengths = self(feats, batch["presence"], batch["lengths"])
-        bad = ~torch.isfinite(log_probs).flatten(1).all(1)
+        bad = nonfinite_samples(log_probs)
         if bad.any():
             self._report("forward", batch, bad)
             return None
@@ -192,6 +207,16 @@ class CTCModule(pl.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Clip by norm with the norm the NaN guard measured this step: one pass over 7M gradients, not two."""
+        norm, self.grad_norm = self.grad_norm, None
+        if norm is None or not gradient_clip_val or gradient_clip_algorithm not in (None, "norm"):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

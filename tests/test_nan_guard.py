@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from conftest import SMALL_CORPUS
 from sign_ctc.build import build_datamodule, build_model, warn_infeasible
 from sign_ctc.callbacks.nan_guard import NaNGuard, NonFiniteTrainingError
-from sign_ctc.ctc_module import CTCModule, ctc_required_lengths
+from sign_ctc.ctc_module import CTCModule, ctc_required_lengths, nonfinite_samples
 from sign_ctc.data.collate import collate
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
 from sign_ctc.data.vocabulary import Vocabulary
@@ -55,6 +55,17 @@ def _all_finite(module) -> bool:
     return all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_nonfinite_samples_flags_exactly_the_samples_with_nan_or_inf():
+    x = torch.zeros(6, 50, 6516)
+    x[1, 7, 3] = float("nan")
+    x[3, 0, 0] = float("inf")
+    x[4, 1, 1], x[4, 2, 2] = float("inf"), float("-inf")  # sums to NaN
+    x[5] = 3e38  # finite, but its sum overflows: not flagged
+    assert nonfinite_samples(x).tolist() == [False, True, False, True, True, False]
+    assert nonfinite_samples(torch.zeros(2, 4, 3)).tolist() == [False, False]
+    assert nonfinite_samples(x.to(torch.bfloat16))[[1, 3, 4]].all()
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nonfinite_input_frames_are_skipped_and_reported(batches, tmp_path, value):
     vocab, bs = batches
@@ -89,6 +100,26 @@ def test_consecutive_bad_steps_stop_with_the_sample_ids(batches, tmp_path):
         _fit(_module(vocab), bad, guard, tmp_path)
     for b in bad:
         assert b["ids"][0] in str(err.value)
+
+
+def test_clipping_reuses_the_guards_norm_and_matches_lightnings_own_clipping(batches, tmp_path, monkeypatch):
+    from functools import partial
+
+    vocab, bs = batches
+    lightning_clips = []
+    original = CTCModule.clip_gradients
+    monkeypatch.setattr(CTCModule, "clip_gradients", lambda self, *a, **k: (lightning_clips.append(1), original(self, *a, **k)))
+    params = []
+    for guard in (NaNGuard(dump_dir=str(tmp_path)), pl.Callback()):
+        module = _module(vocab)
+        module.optimizer_factory = partial(torch.optim.SGD, lr=0.1)  # update = -lr * clipped gradient
+        _fit(module, bs[:2], guard, tmp_path, gradient_clip_val=0.5)
+        params.append(_params(module))
+    assert len(lightning_clips) == 2  # only the run without the guard went through Lightning's clipping
+    initial = _params(_module(vocab))
+    assert any(not torch.equal(params[0][k], initial[k]) for k in initial if initial[k].is_floating_point())
+    for k in params[0]:
+        assert torch.allclose(params[0][k], params[1][k], rtol=1e-5, atol=1e-6), k
 
 
 def test_nonfinite_gradients_are_dropped_without_an_update(batches, tmp_path):

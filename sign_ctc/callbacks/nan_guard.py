@@ -55,11 +55,13 @@ class NaNGuard(pl.Callback):
         self._grad_event = None
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
         pl_module.log("train/grad_norm", norm if torch.isfinite(norm) else torch.tensor(float("nan")), on_step=True)
+        if torch.isfinite(norm) and hasattr(pl_module, "grad_norm"):
+            pl_module.grad_norm = norm  # gradient clipping reuses it (CTCModule.configure_gradient_clipping)
         if not torch.isfinite(norm):
             bad = [n for n, p in pl_module.named_parameters()
                    if p.grad is not None and not torch.isfinite(p.grad).all()][:5]
