@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from sign_ctc.backend import apply_backend
 from sign_ctc.build import build_datamodule, build_model
 from sign_ctc.callbacks.feature_diagnostics import modality_stats, render_table
 from sign_ctc.ctc_module import CTCModule
@@ -85,6 +86,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
 
     def load() -> tuple[bool, str]:
         check_single_normalization(cfg)
+        apply_backend(cfg)
         dm = build_datamodule(cfg)
         state["model"] = build_model(cfg, dm)
         state["batch"] = next(iter(dm.train_dataloader()))
@@ -145,10 +147,21 @@ def diagnose(cfg: DictConfig) -> list[Check]:
 
     _run(checks, "5 backward finite", backward)
 
+    def probe_loss() -> float:
+        """The batch's loss with fixed dropout masks: before and after differ only by the updates."""
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(0)
+            model.train()
+            log_probs, out_lengths = model(batch["features"], batch["presence"], batch["lengths"])
+            per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, batch)
+            return float(per_sample[feasible].mean())
+
     def iterations() -> tuple[bool, str]:
+        before = probe_loss()
         losses = _train_steps(model, batch, int(cfg.diagnose.iterations))
-        ok = all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
-        return ok, f"loss {losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses)} iterations"
+        after = probe_loss()
+        ok = all(math.isfinite(x) for x in [before, after, *losses]) and after < before
+        return ok, f"loss {before:.3f} -> {after:.3f} after {len(losses)} iterations (same dropout masks)"
 
     _run(checks, "6 training iterations lower the loss", iterations)
 

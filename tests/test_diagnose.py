@@ -15,15 +15,17 @@ def test_all_checks_pass_on_the_default_config(make_cfg, small_corpus, capsys):
     assert all(c.passed for c in checks), [(c.name, c.figures) for c in checks]
     out = capsys.readouterr().out
     assert "after normalization" in out and "PASS" in out
-    loss_check = checks[5].figures  # "loss a -> b in 10 iterations"
-    first, last = (float(v) for v in loss_check.split(" in ")[0].replace("loss ", "").split(" -> "))
-    assert last < first
+    loss_check = checks[5].figures  # "loss a -> b after 10 iterations (same dropout masks)"
+    first, last = (float(v) for v in loss_check.split(" after ")[0].replace("loss ", "").split(" -> "))
+    assert last < 0.9 * first
 
 
 def test_a_broken_setting_fails_with_figures(make_cfg, small_corpus):
     checks = diagnose(make_cfg("logger=none", "model.optimizer.lr=0.0", *SMALL_CORPUS, config_name="diagnose"))
     by_name = {c.name[0]: c for c in checks}
     assert by_name["5"].passed and not by_name["6"].passed  # no learning rate: loss cannot go down
+    first, last = by_name["6"].figures.split(" after ")[0].replace("loss ", "").split(" -> ")
+    assert first == last and "same dropout masks" in by_name["6"].figures  # exactly unchanged
 
 
 def test_double_normalization_fails_the_first_check(make_cfg, small_corpus):
