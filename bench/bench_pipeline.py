@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (corpus_from_args, REPO, PhoenixScaleCorpus, add_corpus_args, figure, machine, write_result)
+from common import (REPO, PhoenixScaleCorpus, add_corpus_args, apply_default_backend, corpus_from_args,  # noqa: E402
+                    figure, machine, write_result)
 
 from sign_ctc.data.corpus import Corpus  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
@@ -131,6 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     info = machine()
+    info["backend"] = apply_default_backend()
     corpus, desc = corpus_from_args(args)
     print(f"batch size {args.batch_size}, {args.workers} workers, {args.batches} timed batches; torch threads "
           f"{torch.get_num_threads()}")

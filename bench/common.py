@@ -38,6 +38,9 @@ ANNOTATION_CANDIDATES = (Path("/work/shared/data/phoenix2014"), REPO / "tests" /
 FRAMES_PER_GLOSS = 12.3
 SEED_FEATURE_BYTES = 6516 * 4  # the seed's float32 [T, 6516] features per frame
 WIDTH, HEIGHT = 210, 260  # PHOENIX full-frame size
+# The share of PHOENIX-2014 the benchmarks use by default (minutes on 2 cores); results of runs on
+# another share are written next to them as <name>_f<fraction>.json.
+DEFAULT_FRACTION = 0.05
 
 
 def default_annotations() -> Path:
@@ -47,7 +50,7 @@ def default_annotations() -> Path:
     return (with_frames or plain or [ANNOTATION_CANDIDATES[-1]])[0]
 
 
-def add_corpus_args(parser: argparse.ArgumentParser, fraction: float = 0.05) -> None:
+def add_corpus_args(parser: argparse.ArgumentParser, fraction: float = DEFAULT_FRACTION) -> None:
     parser.add_argument("--annotations", type=Path, default=None,
                         help="PHOENIX-2014 annotation dir ({train,dev,test}.corpus.csv [+ num_frames.csv]); "
                              f"default: first of {', '.join(str(c) for c in ANNOTATION_CANDIDATES)} present")
@@ -84,8 +87,21 @@ def machine(command: list[str] | None = None) -> dict[str, Any]:
     }
 
 
+def apply_default_backend() -> dict[str, Any]:
+    """The torch backend train.py uses by default (``conf/backend/default.yaml``); returns its settings."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(REPO / "conf" / "backend" / "default.yaml")
+    hydra.utils.instantiate(cfg).apply()
+    return {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"}
+
+
 def write_result(name: str, result: dict[str, Any], info: dict[str, Any]) -> Path:
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    fraction = (result.get("corpus") or {}).get("fraction")
+    if fraction is not None and fraction != DEFAULT_FRACTION:
+        name = f"{name}_f{fraction:g}"
     result = {"benchmark": name, **result, "machine": info}
     path = RESULTS / f"{name}.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
@@ -151,7 +167,7 @@ def synthetic_landmarks(frames: int, template: np.ndarray, rng: np.random.Genera
 class PhoenixScaleCorpus(Corpus):
     """Real PHOENIX-2014 sentences and lengths with synthetic landmarks; built once under ``root``."""
 
-    def __init__(self, annotations: Path | None = None, fraction: float = 0.05, seed: int = 0, cache: Path = CACHE):
+    def __init__(self, annotations: Path | None = None, fraction: float = DEFAULT_FRACTION, seed: int = 0, cache: Path = CACHE):
         self.annotations = Path(annotations) if annotations else default_annotations()
         if not (self.annotations / "train.corpus.csv").is_file():
             raise SystemExit(f"no PHOENIX-2014 annotations in {self.annotations}: pass --annotations DIR")

@@ -54,10 +54,35 @@ def test_bench_store_writes_its_figures(tiny_phoenix, tmp_path, monkeypatch, cap
     monkeypatch.setattr(sys, "argv", ["bench_store.py", "--fraction", "0.002", "--seed", "3",
                                       "--cache", str(tiny_phoenix.root.parent)])
     bench_store.main()
-    result = json.loads((tmp_path / "store.json").read_text())
+    assert not (tmp_path / "store.json").exists()  # the default fraction's results are not overwritten
+    result = json.loads((tmp_path / "store_f0.002.json").read_text())
     assert result["store_bytes_per_frame"] <= 3300 and result["figures"][0]["met"] is True
     assert {"cpu", "cores", "ram_gb", "torch", "date", "command", "load_average_start"} <= set(result["machine"])
     assert "fraction 0.002" in capsys.readouterr().out
+
+
+def test_bench_train_pairs_lightning_and_bare_steps_on_the_same_batches(tiny_phoenix, tmp_path, monkeypatch):
+    import bench_train
+    import torch
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_train, "CACHE", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--fraction", "0.002", "--seed", "3", "--cache",
+                                      str(tiny_phoenix.root.parent), "--batch-size", "2", "--warmup", "1",
+                                      "--steps", "3", "--memory-steps", "2", "--onednn-steps", "2"])
+    onednn = torch.backends.mkldnn.enabled
+    try:
+        bench_train.main()
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+    result = json.loads((tmp_path / "train_f0.002.json").read_text())
+    paired = result["paired"]
+    assert paired["steps"] == 3 and len(paired["lightning_s"]) == len(paired["bare_s"]) == 3
+    assert paired["frames"] > 0 and all(t > 0 for t in paired["lightning_s"] + paired["bare_s"])
+    assert {"NaNGuard", "FeatureDiagnostics", "Throughput"} <= set(paired["callbacks"])
+    assert result["onednn"]["steps"] == 2 and len(result["onednn"]["padded_lengths"]) == 2
+    assert [f["name"] for f in result["figures"]][0] == "training throughput (Lightning)"
+    assert result["machine"]["backend"] == {"onednn": False, "float32_matmul_precision": "highest"}
 
 
 def test_report_prints_every_results_file(tmp_path):
