@@ -59,10 +59,11 @@ class NaNGuard(pl.Callback):
         if not grads:
             return
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-        pl_module.log("train/grad_norm", norm if torch.isfinite(norm) else torch.tensor(float("nan")), on_step=True)
-        if torch.isfinite(norm) and hasattr(pl_module, "grad_norm"):
+        finite = bool(torch.isfinite(norm))
+        pl_module.log("train/grad_norm", norm if finite else torch.tensor(float("nan")), on_step=True)
+        if finite and hasattr(pl_module, "grad_norm"):
             pl_module.grad_norm = norm  # gradient clipping reuses it (CTCModule.configure_gradient_clipping)
-        if not torch.isfinite(norm):
+        if not finite:
             bad = [n for n, p in pl_module.named_parameters()
                    if p.grad is not None and not torch.isfinite(p.grad).all()][:5]
             for p in pl_module.parameters():
