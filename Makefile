@@ -17,11 +17,11 @@ install: $(VENV)/.installed
 train: install
 	$(PY) train.py $(ARGS)
 
-## Fast test suite (well under 15 minutes on 2 CPU cores).
+## Fast test suite (about 5 minutes on 2 CPU cores).
 test: install
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
-## Slow end-to-end tests.
+## Slow end-to-end tests, among them every README command (tests/test_front_door.py).
 test-slow: install
 	$(PY) -m pytest -m slow -q $(ARGS)
 

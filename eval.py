@@ -1,8 +1,14 @@
 """Evaluate a checkpoint: WER table (S/D/I) and per-sentence hypotheses of a corpus split.
 
-    python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/epoch_012.ckpt
-    python eval.py ckpt_path=... data=phoenix2014 data.root=... data.landmarks_dir=... split=dev \
-        decoding=beam scoring.stm=<root>/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014
+    python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt     # the run's own corpus
+    python eval.py ckpt_path=... split=dev decoding=beam \
+        scoring.stm=<root>/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014
+    python eval.py ckpt_path=... data=phoenix2014 data.root=... data.landmarks_dir=...   # another corpus
+
+What the model saw in training comes from the checkpoint, never from the command line: vocabulary,
+normalization statistics and the missing-landmark mode (`data.missing`; a command line that sets
+another one is overridden, with a warning). The corpus is the one the checkpoint was trained on
+unless the command line names one (`data=...`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
@@ -31,7 +38,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    data_cfg = corpus_config(cfg, model.recipe)
+    missing = trained_missing_mode(model.recipe, data_cfg.get("missing"), _set_on_command_line("data.missing"))
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(data_cfg, missing=missing)
     datamodule.prepare_data()
     datamodule.vocab = model.vocab  # decode with the checkpoint's vocabulary, never a rebuilt one
     loggers = instantiate_group(cfg.get("logger"))
@@ -43,7 +52,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = model.last_result
     if not trainer.is_global_zero:  # every rank holds the gathered result; one writes it
         return result_summary(result)
-    summary = {**result_summary(result), "split": split, "decoding": type(model.test_decoder).__name__}
+    summary = {**result_summary(result), "split": split, "decoding": type(model.test_decoder).__name__,
+               "missing": datamodule.missing}
     predictions = model.predictions
     write_predictions(output_dir / f"{split}_predictions.csv", predictions)
     write_ctm(output_dir / f"{split}_hyp.ctm",
@@ -57,6 +67,47 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_results(output_dir / f"{split}_results.json", {"checkpoint": str(cfg.ckpt_path), split: summary})
     _log_wandb(loggers, split, summary, predictions)
     return summary
+
+
+def corpus_config(cfg: DictConfig, recipe: dict[str, Any]) -> DictConfig:
+    """The data config to score: the command line's (``data=... data.root=...``), else the one the
+    checkpoint was trained with, so ``eval.py ckpt_path=...`` alone scores the run's own corpus."""
+    if cfg.get("data") is not None:
+        return cfg.data
+    if not recipe.get("data"):
+        raise ValueError(f"{cfg.ckpt_path} does not record the corpus it was trained on: "
+                         "pass data=<config> data.root=<corpus> (and data.landmarks_dir=...)")
+    return OmegaConf.create(recipe["data"])
+
+
+def trained_missing_mode(recipe: dict[str, Any], configured: str | None, explicit: bool) -> str | None:
+    """The missing-landmark mode to evaluate with: the one the checkpoint was trained with.
+
+    A model trained on interpolated landmarks scored on zero-filled ones (the data config's default)
+    gives a silently wrong WER, so the checkpoint wins. ``explicit``: the command line set
+    ``data.missing`` (a disagreement is then a warning, otherwise only noted). Checkpoints that
+    predate the recipe's ``features`` entry keep the configured mode.
+    """
+    trained = (recipe.get("features") or {}).get("missing")
+    if trained is None:
+        log.warning("the checkpoint does not record its missing-landmark mode: evaluating with data.missing=%s",
+                    configured)
+        return configured
+    if configured is not None and configured != trained:
+        if explicit:
+            log.warning("data.missing=%s is ignored: the model was trained with missing=%s, the checkpoint's "
+                        "mode is used", configured, trained)
+        else:
+            log.info("missing-landmark mode from the checkpoint: %s (data config: %s)", trained, configured)
+    return trained
+
+
+def _set_on_command_line(key: str) -> bool:
+    """Whether a Hydra override of this run sets ``key`` (``key=``, ``+key=``, ``++key=``)."""
+    if not HydraConfig.initialized():
+        return False
+    overrides = HydraConfig.get().overrides.task
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
 
 
 def _log_wandb(loggers: list[Any], split: str, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:

@@ -87,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(format_result("test", model.last_result))
     if trainer.is_global_zero:
         write_metrics(output_dir, cfg, metrics, run_info, epochs=epochs, global_step=global_step,
-                      wall_time_s=time.time() - started, best_checkpoint=best, resumed_from=ckpt_path)
+                      wall_time_s=time.time() - started, best_checkpoint=best, resumed_from=ckpt_path,
+                      skipped_samples=datamodule.skipped_samples)
     _finish_wandb(loggers)
     return metrics
 

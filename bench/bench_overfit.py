@@ -35,7 +35,7 @@ def prepare() -> None:
         cfg = compose(config_name="train", overrides=["debug=overfit", f"paths.root_dir={REPO}"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(REPO / ".cache")
-    corpus = hydra.utils.instantiate(cfg.data.corpus)
+    corpus = hydra.utils.instantiate(cfg.data).corpus
     corpus.prepare()
     open_store(corpus, "train", cfg.data.store_dir, cfg.data.store_cache_dir)
 

@@ -29,11 +29,14 @@ def build_model(cfg: DictConfig, datamodule: SignDataModule) -> CTCModule:
                                                test_decoder=decoder)
     model.recipe = {"model": OmegaConf.to_container(cfg.model, resolve=True),
                     "normalization": OmegaConf.to_container(cfg.normalization, resolve=True),
-                    "features": {"missing": datamodule.missing}}
+                    "features": {"missing": datamodule.missing},
+                    # The corpus it was trained on: eval.py scores it when no other is named.
+                    "data": OmegaConf.to_container(cfg.data, resolve=True)}
     log.info("model %s: %.2fM parameters, temporal stride %d, vocabulary %d (blank + <unk> + %d glosses)",
              type(model.net).__name__, model.num_parameters() / 1e6, model.net.total_stride,
              len(datamodule.vocab), len(datamodule.vocab) - 2)
     warn_infeasible(model, datamodule)
+    check_augmentation_stride(model, datamodule)
     if normalizer.needs_fit:
         stats = normalizer.fit(datamodule.split_batches("train"))
         log.info("global normalization statistics from the train split: %s", stats)
@@ -55,3 +58,29 @@ def warn_infeasible(model: CTCModule, datamodule: SignDataModule, split: str = "
                     "will be left out of the CTC loss, e.g. %s", len(bad), len(ds), split,
                     100.0 * len(bad) / len(ds), model.net.total_stride, ", ".join(bad[:5]))
     return bad
+
+
+def check_augmentation_stride(model: CTCModule, datamodule: SignDataModule, split: str = "train") -> None:
+    """Refuse a training augmentation whose length floor the net cannot align.
+
+    The augmentation never resamples a sentence below ``need * temporal_stride + length_margin``
+    frames; that floor must give every train sentence's CTC minimum through the net's exact output
+    lengths (e.g. augmentation.temporal_stride=8 for model.net.temporal_strides=[2,1,2,2]).
+    """
+    from sign_ctc.data.augment import ctc_min_outputs
+
+    augmentation = getattr(datamodule, "augmentation", None)
+    if augmentation is None:
+        return
+    ds = datamodule.dataset(split)
+    needs = torch.tensor(sorted({ctc_min_outputs(datamodule.vocab.encode(s.glosses)) for s in ds.sentences}))
+    floors = torch.tensor([augmentation.min_frames(int(n)) for n in needs])
+    short = model.net.output_lengths(floors) < needs
+    if bool(short.any()):
+        need = int(needs[short][0])
+        raise ValueError(f"augmentation.temporal_stride={augmentation.temporal_stride} (length_margin="
+                         f"{augmentation.length_margin}) is too small for the model's total temporal stride "
+                         f"{model.net.total_stride}: a sentence needing {need} CTC frames may be resampled to "
+                         f"{augmentation.min_frames(need)} frames, which the net reduces to "
+                         f"{int(model.net.output_lengths(torch.tensor([augmentation.min_frames(need)]))[0])}; "
+                         f"set augmentation.temporal_stride={model.net.total_stride}")

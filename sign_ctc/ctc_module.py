@@ -1,9 +1,11 @@
 """CTCModule: normalization -> net -> log-probs -> CTC loss (fp32), decoding and WER.
 
-The one LightningModule. It owns the feasibility mask (a sample whose output is shorter than its
-target needs is left out of the loss and reported, never turned into Inf), reports non-finite
-inputs, logits and losses by sample id (the NaN guard callback acts on them), and writes into every
-checkpoint what inference needs: vocabulary, feature layout version and the config recipe.
+The one LightningModule. It owns CTC feasibility: in training, a sample whose output would be
+shorter than its target needs is dropped from the batch before the forward pass (so neither its
+Inf loss nor its frames reach gradients or BatchNorm statistics) and reported; in evaluation it is
+masked out of the loss and still decoded. It reports non-finite inputs, logits and losses by sample
+id (the NaN guard callback acts on them), and writes into every checkpoint what inference needs:
+vocabulary, feature layout version and the config recipe.
 """
 
 from __future__ import annotations
@@ -25,14 +27,42 @@ from sign_ctc.scoring import WERResult, wer
 
 
 def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
-    """Frames CTC needs per sample: target length + adjacent repeats (a blank must separate them)."""
-    out = []
-    start = 0
-    for n in target_lengths.tolist():
-        y = targets[start : start + n]
-        out.append(n + int((y[1:] == y[:-1]).sum()) if n > 1 else n)
-        start += n
-    return torch.tensor(out, dtype=torch.long, device=target_lengths.device)
+    """Frames CTC needs per sample: target length + adjacent repeats (a blank must separate them).
+
+    Vectorized on the targets' device: no per-sample host round trip (one per sample and step on a GPU).
+    """
+    target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)
+    sample = torch.repeat_interleave(torch.arange(len(target_lengths), device=targets.device), target_lengths,
+                                     output_size=targets.numel())
+    repeat = (targets[1:] == targets[:-1]) & (sample[1:] == sample[:-1])  # not across two samples
+    repeats = torch.zeros_like(target_lengths).index_add_(0, sample[1:], repeat.long())
+    return target_lengths + repeats
+
+
+def select_samples(batch: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    """The batch of the samples where ``keep`` [B] is True, padded only to the longest kept one.
+
+    Exactly what ``collate`` gives for those samples (rows kept in order, time axis trimmed; padding
+    is zeros / absent), so anything that sees the whole padded batch (BatchNorm statistics) sees the
+    same tensors as for a batch that never held the dropped samples. Other keys pass unchanged.
+    """
+    idx = torch.nonzero(keep.cpu()).flatten()
+    lengths = batch["lengths"][idx.to(batch["lengths"].device)]
+    T = int(lengths.max()) if len(idx) else 0
+    target_lengths = batch["target_lengths"].cpu()
+    starts = torch.cumsum(target_lengths, 0) - target_lengths
+    pieces = [torch.arange(int(starts[i]), int(starts[i]) + int(target_lengths[i])) for i in idx.tolist()]
+    take = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+    out = dict(batch)
+    out.update({
+        "features": batch["features"][idx.to(batch["features"].device), :T],
+        "presence": batch["presence"][idx.to(batch["presence"].device), :T],
+        "lengths": lengths,
+        "targets": batch["targets"][take.to(batch["targets"].device)],
+        "target_lengths": batch["target_lengths"][idx.to(batch["target_lengths"].device)],
+        "ids": [batch["ids"][i] for i in idx.tolist()],
+    })
+    return out
 
 
 def nonfinite_samples(x: torch.Tensor) -> torch.Tensor:
@@ -107,8 +137,29 @@ class CTCModule(pl.LightningModule):
                                 blank=self.vocab.blank_id, reduction="none", zero_infinity=self.zero_infinity)
         return losses / target_lengths.clamp_min(1).to(losses.dtype), feasible, losses
 
+    def feasible(self, batch: dict[str, Any]) -> torch.Tensor:
+        """[B] flags, decided from lengths alone (before any forward): can CTC align each sample?
+
+        The net's exact output lengths must cover the target plus a blank between adjacent repeats.
+        """
+        out_lengths = torch.as_tensor(self.net.output_lengths(batch["lengths"]))
+        return out_lengths.to(batch["target_lengths"].device) >= ctc_required_lengths(batch["targets"],
+                                                                                     batch["target_lengths"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Drop CTC-infeasible samples, check the inputs, forward, per-sample CTC, mean.
+
+        An infeasible sample is removed before the forward pass, not masked after it: masking its
+        Inf loss out of the mean still sends NaN (0 * Inf) into every gradient, and the NaN guard then
+        discards the whole batch; its padded frames would also shift BatchNorm's batch statistics.
+        """
         self.nonfinite_event = None
+        feasible = self.feasible(batch)
+        if not bool(feasible.all()):
+            self.infeasible_ids += [batch["ids"][i] for i in torch.nonzero(~feasible).flatten().tolist()]
+            if not bool(feasible.any()):
+                return None
+            batch = select_samples(batch, feasible)
         feats = batch["features"]
         bad = nonfinite_samples(feats)
         if bad.any():
@@ -120,16 +171,14 @@ class CTCModule(pl.LightningModule):
             self._report("forward", batch, bad)
             return None
         per_sample, feasible, _ = self.ctc_loss(log_probs, out_lengths, batch)
-        if not feasible.all():
-            self.infeasible_ids += [batch["ids"][i] for i in torch.nonzero(~feasible).flatten().tolist()]
-        bad = feasible & ~torch.isfinite(per_sample)
+        # All feasible by construction (output_lengths is exact). A net whose output_lengths
+        # disagreed with its forward would show up here: reported as a loss event, never trained on.
+        bad = ~feasible | ~torch.isfinite(per_sample)
         if bad.any():
-            self._report("loss", batch, bad)
+            self._report("loss", batch, bad, infeasible=int((~feasible).sum()))
             return None
-        if not feasible.any():
-            return None
-        loss = per_sample[feasible].mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=int(feasible.sum()))
+        loss = per_sample.mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
     def on_train_epoch_end(self) -> None:

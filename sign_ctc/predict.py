@@ -1,6 +1,6 @@
 """Prediction for new videos: extract -> features -> normalize (checkpoint statistics) -> decode.
 
-    python -m sign_ctc.predict video=clip.mp4 ckpt_path=.../epoch_012.ckpt [decoding=beam]
+    python -m sign_ctc.predict video=clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt [decoding=beam]
     python -m sign_ctc.predict pose=clip.pose ckpt_path=...
 
 Everything comes from the checkpoint: vocabulary, normalization statistics, missing-landmark
@@ -51,7 +51,7 @@ def predict(model: CTCModule, lm: Landmarks) -> list[str]:
     missing = model.recipe.get("features", {}).get("missing", "zero")
     points, filled = fill_missing(lm.points, lm.presence, missing)
     feats = features_from_landmarks(torch.from_numpy(points), torch.from_numpy(filled))[None]
-    presence = torch.from_numpy(lm.presence)[None]
+    presence = torch.from_numpy(filled)[None]  # as in training: parts that hold values
     lengths = torch.tensor([feats.shape[1]])
     log_probs, out_lengths = model(feats, presence, lengths)
     ids = model.test_decoder.decode(log_probs, out_lengths)[0] if model.test_decoder else None

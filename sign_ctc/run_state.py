@@ -91,10 +91,14 @@ def sweep_name() -> str | None:
 
 
 def write_metrics(output_dir: Path, cfg: DictConfig, metrics: dict[str, float], run_info: dict[str, Any],
-                  **extra: Any) -> None:
-    """metrics.json (atomic): what sign_ctc.sweep_summary reads, and what marks the job as completed."""
+                  skipped_samples: dict[str, list[dict[str, str]]] | None = None, **extra: Any) -> None:
+    """metrics.json (atomic): what sign_ctc.sweep_summary reads, and what marks the job as completed.
+
+    ``skipped_samples`` ({split: [{id, file, reason}]}, from ``data.skip_bad_files``) is always written,
+    ``{}`` when none: a result is only comparable with others when one knows what data it left out.
+    """
     best = metrics.get(f"{cfg.metric.name}_best")
     payload = {"status": "completed", "metric": cfg.metric.name, "best": best, "test/wer": metrics.get("test/wer"),
-               **extra, "overrides": run_info["overrides"], "wandb_run_id": run_info["wandb_run_id"],
-               "metrics": metrics}
+               **extra, "skipped_samples": skipped_samples or {}, "overrides": run_info["overrides"],
+               "wandb_run_id": run_info["wandb_run_id"], "metrics": metrics}
     write_text_atomic(output_dir / "metrics.json", json.dumps(payload, indent=1, default=str) + "\n")

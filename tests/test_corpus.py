@@ -50,3 +50,61 @@ def test_vocabulary_blank_unk_and_round_trip(tmp_path):
     assert vocab.decode([0, 2, 0, 4]) == ["A", "C"]
     vocab.save(tmp_path / "v.json")
     assert Vocabulary.load(tmp_path / "v.json").tokens == vocab.tokens
+
+
+def _csl_release(root, sentences_by_split):
+    import corpora
+
+    corpora.csl_daily_labels(sentences_by_split, root)
+    return root
+
+
+def test_csl_daily_release_labels_parse(tmp_path):
+    from sign_ctc.data.corpus import CSLDailyCorpus, Sentence
+
+    split = {"train": [Sentence("S000000_P0000_T00", ("我", "想", "回家"), "3")],
+             "dev": [Sentence("S000001_P0001_T00", ("你", "好"), "7")], "test": [Sentence("S000002_P0002_T00", ("好",), "9")]}
+    corpus = CSLDailyCorpus(_csl_release(tmp_path / "CSL-Daily", split), landmarks_dir=tmp_path / "lm")
+    corpus.prepare()
+    (train,) = corpus.sentences("train")
+    assert train.id == "S000000_P0000_T00" and train.glosses == ("我", "想", "回家") and train.signer == "3"
+    assert [s.id for s in corpus.sentences("test")] == ["S000002_P0002_T00"]
+    assert corpus.landmark_path("dev", corpus.sentences("dev")[0]) == tmp_path / "lm" / "dev" / "S000001_P0001_T00.pose"
+
+
+def test_csl_daily_pickle_with_classes_is_refused_and_never_run(tmp_path):
+    import os
+    import pickle
+
+    import numpy as np
+
+    from sign_ctc.data.corpus import CSLDailyCorpus
+    from sign_ctc.data.safe_pickle import UnsafePickleError
+
+    labels = tmp_path / "sentence_label"
+    labels.mkdir()
+    (labels / "split_1.txt").write_text("name|split\nv1|train\n")
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for payload, named in ((Payload(), "system"), (np.arange(3), "numpy")):
+        (labels / "csl2020ct_v2.pkl").write_bytes(pickle.dumps({"info": [{"name": "v1", "label_gloss": ["A"],
+                                                                          "extra": payload}]}))
+        with pytest.raises(UnsafePickleError, match=named):
+            CSLDailyCorpus(tmp_path).prepare()
+    assert not marker.exists()
+
+
+def test_csl_daily_bad_split_file_and_missing_record_are_named(tmp_path):
+    from sign_ctc.data.corpus import CSLDailyCorpus, Sentence
+
+    root = _csl_release(tmp_path, {"train": [Sentence("a", ("X",))], "dev": [], "test": []})
+    (root / "sentence_label" / "split_1.txt").write_text("name|split\na|train\nb|dev\n")
+    with pytest.raises(AnnotationError, match=r"1 video\(s\) have no record .*: b"):
+        CSLDailyCorpus(root).prepare()
+    (root / "sentence_label" / "split_1.txt").write_text("a|validation\n")
+    with pytest.raises(AnnotationError, match=r"split_1.txt:1: expected"):
+        CSLDailyCorpus(root).prepare()

@@ -156,6 +156,9 @@ def test_sequence_too_short_for_its_glosses_is_left_out_and_named(batches, tmp_p
 def test_required_lengths_count_adjacent_repeats():
     targets = torch.tensor([3, 3, 4, 5, 5, 5, 7])
     assert ctc_required_lengths(targets, torch.tensor([3, 4])).tolist() == [4, 6]
+    # equal glosses across two samples' boundary are no repeat; an empty target needs nothing
+    assert ctc_required_lengths(torch.tensor([3, 3, 3, 4, 4]), torch.tensor([2, 0, 2, 1])).tolist() == [3, 0, 2, 1]
+    assert ctc_required_lengths(torch.tensor([9]), torch.tensor([1])).tolist() == [1]
 
 
 def test_both_hands_missing_and_outliers_train_stably(batches, tmp_path):
@@ -196,3 +199,112 @@ def test_setup_warns_with_the_number_of_infeasible_sentences(make_cfg, small_cor
         model = build_model(cfg, datamodule)
     assert f"{len(expected)} of 48 train sentences" in caplog.text and "stride 4" in caplog.text
     assert warn_infeasible(model, datamodule) == expected
+
+
+# ------------------------------------------------------------------ CTC-infeasible samples
+
+
+def _infeasible_longest(module: CTCModule, items, sid: str = "too_short"):
+    """A sample longer than every other item (so it sets the batch's padding) whose glosses need
+    more CTC frames than the net outputs for it: infeasible by length alone."""
+    from sign_ctc.data.dataset import Sample
+
+    T = max(s.features.shape[0] for s in items) + 7
+    feats = torch.cat([s.features for s in items])[:T]
+    presence = torch.cat([s.presence for s in items])[:T]
+    assert feats.shape[0] == T
+    n_out = int(module.net.output_lengths(torch.tensor([T]))[0])
+    targets = torch.cat([s.targets for s in items] * 4)[: n_out + 1]
+    assert int(ctc_required_lengths(targets, torch.tensor([len(targets)]))[0]) > n_out
+    return Sample(sid, feats, presence, targets)
+
+
+def _feasible(vocab: Vocabulary, batch) -> list[bool]:
+    return _module(vocab).feasible(batch).tolist()
+
+
+@pytest.fixture
+def infeasible_batches(small_corpus):
+    """(vocab, batch of 7 samples + 1 infeasible at index 3, the real collate of the 7 alone)."""
+    vocab = Vocabulary.from_glosses(s.glosses for s in small_corpus.sentences("train"))
+    ds = MediaPipeFeatureDataset(small_corpus, "train", vocab)
+    items = [ds[i] for i in range(7)]
+    bad = _infeasible_longest(_module(vocab), items)
+    with_bad = collate(items[:3] + [bad] + items[3:])
+    without = collate(items)
+    assert with_bad["features"].shape[1] > without["features"].shape[1]  # the bad sample sets the padding
+    return vocab, with_bad, without
+
+
+def test_infeasible_sample_is_dropped_before_the_forward_and_the_update_is_that_of_the_batch_without_it(
+        infeasible_batches, tmp_path, capsys):
+    vocab, with_bad, without = infeasible_batches
+    assert _feasible(vocab, with_bad) == [True, True, True, False, True, True, True, True]
+    initial = _params(_module(vocab))
+    runs = {}
+    for name, batch in (("with", with_bad), ("without", without)):
+        module = _module(vocab)
+        guard = NaNGuard(max_consecutive=1, dump_dir=str(tmp_path / name / "nan_guard"))
+        trainer = _fit(module, [batch], guard, tmp_path / name, gradient_clip_val=1.0)
+        assert guard.events == 0 and guard.history == []  # the guard stays silent
+        assert not list((tmp_path / name).rglob("*.json"))  # and writes no dump
+        assert trainer.global_step == 1
+        runs[name] = (_params(module), dict(trainer.callback_metrics))
+    (p_with, m_with), (p_without, m_without) = runs["with"], runs["without"]
+    assert set(p_with) == set(p_without) == set(initial)
+    changed = [k for k in initial if not torch.equal(initial[k], p_with[k])]
+    assert "net.classifier.weight" in changed and any("running_mean" in k for k in changed)
+    for k in initial:  # weights, BatchNorm running statistics and counters: bit for bit
+        assert torch.equal(p_with[k], p_without[k]), k
+    assert torch.equal(m_with["train/loss"], m_without["train/loss"])
+    assert float(m_with["train/infeasible"]) == 1.0 and float(m_without["train/infeasible"]) == 0.0
+    out = capsys.readouterr().out
+    assert "1 sample(s) too short for their glosses at stride 4, left out of the loss: too_short" in out
+
+
+def test_select_samples_equals_the_collate_of_the_kept_samples(infeasible_batches):
+    from sign_ctc.ctc_module import select_samples
+
+    _, with_bad, without = infeasible_batches
+    kept = select_samples(with_bad, torch.tensor([True, True, True, False, True, True, True, True]))
+    assert set(kept) == set(without)
+    for k, v in without.items():
+        assert (torch.equal(kept[k], v) if torch.is_tensor(v) else kept[k] == v), k
+
+
+def test_a_batch_with_no_feasible_sample_is_skipped_without_an_event(infeasible_batches, tmp_path):
+    vocab, with_bad, _ = infeasible_batches
+    from sign_ctc.ctc_module import select_samples
+
+    only_bad = select_samples(with_bad, torch.tensor([False, False, False, True, False, False, False, False]))
+    module = _module(vocab)
+    before = _params(module)
+    guard = NaNGuard(max_consecutive=1, dump_dir=str(tmp_path / "nan_guard"))
+    trainer = _fit(module, [only_bad, only_bad], guard, tmp_path)
+    assert guard.events == 0 and not (tmp_path / "nan_guard").exists()
+    # Lightning still counts the (gradient-free) optimizer steps; no parameter or buffer moves
+    assert all(torch.equal(before[k], v) for k, v in _params(module).items())
+    assert float(trainer.callback_metrics["train/infeasible"]) == 2.0  # reported once per occurrence
+
+
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_evaluation_masks_infeasible_samples_out_of_the_loss_and_still_decodes_them(infeasible_batches, tmp_path,
+                                                                                   stage):
+    vocab, with_bad, _ = infeasible_batches
+    module = _module(vocab)
+    module.eval()
+    with torch.no_grad():
+        log_probs, out_lengths = module(with_bad["features"], with_bad["presence"], with_bad["lengths"])
+        per_sample, feasible, _ = module.ctc_loss(log_probs, out_lengths, with_bad)
+    assert feasible.tolist() == [True, True, True, False, True, True, True, True]
+    assert not torch.isfinite(per_sample[3]) and torch.isfinite(per_sample[feasible]).all()
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    loader = DataLoader([with_bad], batch_size=None, collate_fn=lambda b: b)
+    prefix = "val" if stage == "validate" else "test"
+    (metrics,) = getattr(trainer, stage)(module, dataloaders=loader)
+    assert metrics[f"{prefix}/loss"] == pytest.approx(float(per_sample[feasible].mean()), rel=1e-6)
+    # every sample, the infeasible one too, is decoded and scored against its full reference
+    assert sorted(p["id"] for p in module.predictions) == sorted(with_bad["ids"])
+    assert module.last_result.num_ref == int(with_bad["target_lengths"].sum())
+    assert len(module.last_result.sentences) == 8

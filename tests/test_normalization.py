@@ -135,7 +135,7 @@ def test_double_normalization_is_refused_for_every_combination(make_cfg, mode):
 def test_train_refuses_double_normalization_before_any_work(make_cfg, tmp_path):
     from train import train
 
-    cfg = make_cfg("+data.normalize=true", "data.corpus.root=" + str(tmp_path / "never_built"))
+    cfg = make_cfg("+data.normalize=true", "data.root=" + str(tmp_path / "never_built"))
     with pytest.raises(NormalizationConfigError, match="data.normalize"):
         train(cfg)
     assert not (tmp_path / "never_built").exists()
@@ -152,3 +152,26 @@ def test_the_dataset_cannot_normalize(small_corpus):
     # raw unit image coordinates (mean ~0.4), not z-scores (mean 0, std 1)
     assert -0.5 < float(raw_pose.min()) and float(raw_pose.max()) < 2.0
     assert 0.2 < float(raw_pose.mean()) < 0.6 and float(raw_pose.std()) < 0.5
+
+
+@pytest.mark.parametrize("mode", ["per_sample", "none"])
+def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
+    """`data.missing=interpolate` must change what the model sees: the interpolated hand values
+    survive normalization (they used to be zeroed by the detected-presence mask)."""
+    from sign_ctc.data.dataset import LandmarkView, collate_landmarks
+    from sign_ctc.features.layout import SLICES
+
+    vocab = Vocabulary.from_glosses(s.glosses for s in small_corpus.sentences("train"))
+    out = {}
+    for missing in ("zero", "interpolate"):
+        view = LandmarkView(MediaPipeFeatureDataset(small_corpus, "train", vocab, missing=missing))
+        batch = collate_landmarks([view[i] for i in range(8)])
+        out[missing] = (Normalizer(mode)(batch["features"], batch["presence"], batch["lengths"]), batch)
+    (zero, zb), (interp, ib) = out["zero"], out["interpolate"]
+    hands = SLICES["left_hand"]
+    filled_only = ib["presence"][..., 1] & ~zb["presence"][..., 1]  # left hand (PARTS[1]) interpolated only
+    assert int(filled_only.sum()) > 0
+    assert float(zero[..., hands][filled_only].abs().max()) == 0.0
+    assert float(interp[..., hands][filled_only].abs().max()) > 0.1
+    assert torch.equal(zero[~filled_only.unsqueeze(-1).expand_as(zero)].isfinite(),
+                       interp[~filled_only.unsqueeze(-1).expand_as(interp)].isfinite())

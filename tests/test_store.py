@@ -167,9 +167,12 @@ def test_killed_pack_leaves_no_store_and_the_next_pack_cleans_up(tiny_corpus, tm
 
 def test_missing_source_file_is_named(tiny_corpus, tmp_path):
     s = tiny_corpus.sentences("train")[2]
-    tiny_corpus.landmark_path("train", s).unlink()
-    with pytest.raises(StoreError, match=s.id):
+    path = tiny_corpus.landmark_path("train", s)
+    path.unlink()
+    with pytest.raises(StoreError) as info:  # a BadFilesError: every bad file of the split, each with its reason
         pack(tiny_corpus, "train", tmp_path / "store")
+    assert f"{path}: file not found (sample {s.id})" in str(info.value)
+    assert [b.id for b in info.value.bad] == [s.id]
 
 
 def test_read_only_corpus_stores_in_the_cache(tiny_corpus, tmp_path):

@@ -20,6 +20,8 @@ from test_wandb import TINY, read_wandb_run
 # One short epoch per job, no test pass: what a sweep needs, as fast as possible.
 JOB = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
        "callbacks.feature_diagnostics=null", *SMALL_CORPUS, "data.batch_size=2", "data.eval_batch_size=4", *TINY]
+# The same, with the configs' default DataLoader workers (data.num_workers=2) instead of none.
+JOB_WORKERS = [a for a in JOB if not a.startswith("data.num_workers=")]
 
 
 def run_train(args: list[str], cache_dir: Path, log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -162,6 +164,40 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path, cache_dir, sm
     assert all(job_metrics(sweep / n)["status"] == "completed" for n in ("0", "1"))
 
 
+def test_joblib_sweep_with_dataloader_workers(tmp_path, cache_dir, small_corpus):
+    """Joblib's loky processes have the start method `loky`, which torch's DataLoader workers cannot use."""
+    sweep = tmp_path / "joblib_workers"
+    proc = run_train(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.net.dropout=0.1,0.2",
+                      f"hydra.sweep.dir={sweep}", "logger=csv", *JOB_WORKERS], cache_dir, tmp_path)
+    for n in ("0", "1"):
+        assert yaml.safe_load((sweep / n / ".hydra" / "config.yaml").read_text())["data"]["num_workers"] == 2
+        assert job_metrics(sweep / n)["status"] == "completed"
+    assert "DataLoader workers use" in proc.stdout + proc.stderr  # the loky start method was replaced
+
+
+def _worker_batches(corpus_root: str, context: str | None) -> tuple[str | None, int]:
+    """In a joblib (loky) process: one pass over the dev split with 2 DataLoader workers."""
+    import multiprocessing
+
+    from sign_ctc.data.datamodule import SignDataModule
+    from sign_ctc.data.synthetic import SyntheticCorpus
+
+    dm = SignDataModule(SyntheticCorpus(corpus_root, train=48, dev=12, test=12), num_workers=2, eval_batch_size=4,
+                        multiprocessing_context=context)
+    before = multiprocessing.get_start_method(allow_none=True)
+    return before, sum(len(b["ids"]) for b in dm.split_batches("dev"))
+
+
+@pytest.mark.slow  # ~30 s: spawn and forkserver workers import torch
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_dataloader_workers_in_joblib_process_any_start_method(small_corpus, context):
+    from joblib import Parallel, delayed
+
+    (result,) = Parallel(n_jobs=2, backend="loky")(delayed(_worker_batches)(str(small_corpus.root), context)
+                                                    for _ in range(1))
+    assert result == ("loky", 12)  # the whole dev split, through workers started with `context`
+
+
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path, cache_dir, small_corpus):
     sweep = tmp_path / "submitit_sweep"
@@ -189,15 +225,50 @@ def test_optuna_search_resumes_from_its_sqlite_storage(tmp_path, cache_dir, smal
     assert sorted(t.value for t in complete) == sorted(job_metrics(launch / n)["best"] for n in ("0", "1"))
     assert set(complete[0].params) == {"model.optimizer.lr", "model.net.dropout"}
 
-    # an interrupted launch leaves a RUNNING trial; the next launch fails it, re-runs its parameters first
+    # an interrupted launch leaves a RUNNING trial (killed during trial 3); the next launch fails it, re-runs
+    # its parameters first, then proposes new ones: none of a finished trial (the sampler's seed moved on)
     interrupted = study.ask({"model.optimizer.lr": optuna.distributions.LogUniformDistribution(1e-4, 3e-3),
                              "model.net.dropout": optuna.distributions.UniformDistribution(0.0, 0.5)})
-    run_train([*args, "hydra.sweeper.n_trials=1"], cache_dir, tmp_path)
+    proc = run_train([*args, "hydra.sweeper.n_trials=2"], cache_dir, tmp_path)
+    assert "TPE sampler seed 1234 + 3 = 1237" in proc.stderr
     trials = optuna.load_study(study_name="test_study", storage=storage).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[3].params == interrupted.params
+    param_sets = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(param_sets)) == 4  # trials 0, 1, 2 (= 3, its re-run), 4
+    complete = [p for p, t in zip(param_sets, trials) if t.state.name == "COMPLETE"]
+    assert len(set(complete)) == 4 and complete.count(param_sets[2]) == 1  # the killed one re-run exactly once
 
     from sign_ctc.sweep_summary import summarize
 
     rows = summarize(study_dir)
-    assert len(rows) == 3 and all(r.status == "completed" for r in rows)
+    assert len(rows) == 4 and all(r.status == "completed" for r in rows)
+
+
+def test_resumed_optuna_study_does_not_replay_finished_trials():
+    """A TPESampler seeded alike on every launch proposes the finished trials' parameters again."""
+    import optuna
+
+    from sign_ctc.sweep_summary import ResumableTPESampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"lr": optuna.distributions.LogUniformDistribution(1e-4, 3e-3),
+             "dropout": optuna.distributions.UniformDistribution(0.0, 0.5)}
+
+    def launch(storage, sampler, n: int) -> list[dict]:
+        study = optuna.create_study(study_name="s", storage=storage, sampler=sampler, load_if_exists=True)
+        trials = [study.ask(space) for _ in range(n)]
+        for t in trials:
+            study.tell(t, t.params["lr"] + t.params["dropout"])
+        return [t.params for t in trials]
+
+    replayed = optuna.storages.InMemoryStorage()
+    first = launch(replayed, optuna.samplers.TPESampler(seed=7), 2)
+    assert launch(replayed, optuna.samplers.TPESampler(seed=7), 2) == first  # the bug, with TPESampler
+
+    storages = [optuna.storages.InMemoryStorage() for _ in range(2)]
+    runs = [[launch(st, ResumableTPESampler(seed=7), 2), launch(st, ResumableTPESampler(seed=7), 2)]
+            for st in storages]
+    assert runs[0][0] == first  # a new study: exactly TPESampler(seed=7)
+    assert not {tuple(p.items()) for p in runs[0][0]} & {tuple(p.items()) for p in runs[0][1]}
+    assert runs[0] == runs[1]  # deterministic: the seed depends only on the seed and the trials stored

@@ -12,8 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF, SMALL_CORPUS
 
-GROUPS = ["data", "model", "normalization", "decoding", "trainer", "logger", "callbacks", "experiment", "debug",
-          "hparams_search", "backend", "paths", "hydra"]
+GROUPS = ["data", "model", "normalization", "augmentation", "decoding", "trainer", "logger", "callbacks",
+          "experiment", "debug", "hparams_search", "backend", "paths", "hydra"]
 
 
 def _options(group: str) -> list[str]:
@@ -53,24 +53,79 @@ def test_default_config_is_synthetic_i3d_offline_wandb():
     assert cfg.trainer.accelerator == "cpu"
 
 
-def test_fast_dev_run_trains_a_few_steps(make_cfg, small_corpus):
+class _Calls:
+    """Counts the module's validation / test steps and the SimpleProfiler's reports of one run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        from lightning.pytorch.profilers import SimpleProfiler
+
+        from sign_ctc.ctc_module import CTCModule
+
+        self.val = self.test = 0
+        self.reports: list[str] = []
+        val_step, test_step, summary = CTCModule.validation_step, CTCModule.test_step, SimpleProfiler.summary
+
+        def counted_val(module, *a, **k):
+            self.val += 1
+            return val_step(module, *a, **k)
+
+        def counted_test(module, *a, **k):
+            self.test += 1
+            return test_step(module, *a, **k)
+
+        def recorded_summary(profiler):
+            text = summary(profiler)
+            self.reports.append(text)
+            return text
+
+        monkeypatch.setattr(CTCModule, "validation_step", counted_val)
+        monkeypatch.setattr(CTCModule, "test_step", counted_test)
+        monkeypatch.setattr(SimpleProfiler, "summary", recorded_summary)
+
+
+# Per debug option: overrides the test adds (never one the option itself sets) and what the run must show.
+DEBUG_RUNS = {
+    # one train, one val and one test batch; no checkpoint, so the current weights are tested
+    "fast_dev_run": [],
+    # Batches of 4 (the option does not set the batch size) so that every split has more batches
+    # than the option's limits (train 12 > 10, dev 3 > 2, test 3 > 2) and each limit is exercised.
+    "limit": ["data.batch_size=4", "data.eval_batch_size=4"],
+    "overfit": ["test=false"],
+    "profile": [],
+}
+
+
+@pytest.mark.parametrize("option", _options("debug"))
+def test_every_debug_option_runs_train(option, make_cfg, small_corpus, tmp_path, monkeypatch):
+    """`debug=<option>` composes AND trains on the small corpus (debug=limit used to crash in fit)."""
     from train import train
 
-    cfg = make_cfg("debug=fast_dev_run", "logger=none", *SMALL_CORPUS)
+    assert option in DEBUG_RUNS, f"conf/debug/{option}.yaml has no run in this test: add what it must show"
+    calls = _Calls(monkeypatch)
+    cfg = make_cfg(f"debug={option}", "logger=none", "callbacks.rich_progress_bar=null", *SMALL_CORPUS,
+                   *DEBUG_RUNS[option])
     metrics = train(cfg)
+    done = json.loads((tmp_path / "metrics.json").read_text())
+    assert done["status"] == "completed"
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
-    assert 0.0 <= metrics["test/wer"] <= 100.0
-
-
-def test_overfit_eight_sentences_to_zero_wer(make_cfg, small_corpus):
-    """The seed's overfit test: 8 training sentences recognized without error."""
-    from train import train
-
-    cfg = make_cfg("debug=overfit", "logger=none", "test=false", "callbacks.rich_progress_bar=null",
-                   *SMALL_CORPUS)
-    metrics = train(cfg)
-    assert metrics["val/wer"] == 0.0
-    assert metrics["train/loss"] < 0.5
+    tested = (tmp_path / "test_predictions.csv").read_text().splitlines()[1:] if cfg.test else []
+    if option == "fast_dev_run":
+        assert (done["global_step"], calls.val, calls.test) == (1, 1, 1)
+        assert len(tested) == 12 and 0.0 <= metrics["test/wer"] <= 100.0  # one test batch of 12
+    elif option == "limit":
+        assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches, cfg.trainer.limit_test_batches) \
+            == (10, 2, 2)
+        assert (done["epochs"], done["global_step"], calls.val, calls.test) == (2, 2 * 10, 2 * 2, 2)
+        assert len(tested) == 2 * 4  # of 12 test sentences
+    elif option == "overfit":
+        # the seed's overfit test: 8 training sentences recognized without error
+        assert metrics["val/wer"] == 0.0 and metrics["train/loss"] < 0.5
+        assert calls.test == 0 and done["global_step"] == done["epochs"] == calls.val * 5
+    elif option == "profile":
+        assert (done["global_step"], calls.val, calls.test) == (48 // 8, 1, 0)  # 6 train batches < its limit of 20
+        assert not (tmp_path / "checkpoints").exists()
+        (report,) = [r for r in calls.reports if "FIT Profiler Report" in r]
+        assert "train_dataloader_next" in report and "training_step" in report
 
 
 def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path):
@@ -88,15 +143,17 @@ def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path)
     lines = (run / "test_predictions.csv").read_text().splitlines()
     assert lines[0] == "id,reference,hypothesis,errors" and len(lines) == 1 + 12
 
-    eval_cfg = make_cfg(f"ckpt_path={ckpt}", *SMALL_CORPUS, config_name="eval", output_dir=tmp_path / "eval")
+    # no data= on the command line: the corpus recorded in the checkpoint
+    eval_cfg = make_cfg(f"ckpt_path={ckpt}", config_name="eval", output_dir=tmp_path / "eval")
+    assert eval_cfg.get("data") is None
     summary = evaluate(eval_cfg)
     assert summary["wer"] == pytest.approx(metrics["test/wer"], abs=1e-6)
     assert (tmp_path / "eval" / "test_predictions.csv").read_text() == (run / "test_predictions.csv").read_text()
     assert (tmp_path / "eval" / "test_hyp.ctm").is_file()
 
     # beam search of width 1 is the greedy decoder
-    beam_cfg = make_cfg(f"ckpt_path={ckpt}", "decoding=beam", "decoding.beam_width=1", *SMALL_CORPUS,
-                        config_name="eval", output_dir=tmp_path / "beam")
+    beam_cfg = make_cfg(f"ckpt_path={ckpt}", "decoding=beam", "decoding.beam_width=1", "data=synthetic",
+                        *SMALL_CORPUS, config_name="eval", output_dir=tmp_path / "beam")
     assert evaluate(beam_cfg)["wer"] == pytest.approx(summary["wer"], abs=1e-6)
 
     # predict: one .pose through the checkpoint alone gives the hypothesis eval wrote for it
@@ -125,3 +182,75 @@ def test_checkpoint_of_another_layout_is_refused(make_cfg, small_corpus, tmp_pat
     torch.save(ckpt, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match="layout"):
         load_module(tmp_path / "old.ckpt")
+
+
+def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus, tmp_path, caplog, monkeypatch):
+    """A model trained on interpolated landmarks is scored on interpolated landmarks, whatever data.missing says."""
+    import logging
+
+    import sign_ctc.data.dataset as dataset_module
+    from eval import evaluate
+    from sign_ctc.checkpoint import load_module, read_checkpoint
+    from sign_ctc.data.dataset import MediaPipeFeatureDataset
+    from train import train
+
+    run = tmp_path / "run"
+    # One epoch (the test's choice: the default data/trainer config sets 12) is enough to compare.
+    cfg = make_cfg("logger=none", "data.missing=interpolate", "trainer.max_epochs=1",
+                   "callbacks.rich_progress_bar=null", *SMALL_CORPUS, output_dir=run)
+    metrics = train(cfg)
+    ckpt = Path(json.loads((run / "test_results.json").read_text())["checkpoint"])
+    assert read_checkpoint(ckpt)["sign_ctc"]["recipe"]["features"]["missing"] == "interpolate"
+
+    # The two modes give different features on this test split (landmarks do go missing) ...
+    vocab = load_module(ckpt).vocab
+    split = {m: MediaPipeFeatureDataset(small_corpus, "test", vocab, m) for m in ("zero", "interpolate")}
+    assert all(not torch.equal(split["zero"][i].features, split["interpolate"][i].features)
+               for i in range(len(split["zero"])))
+    # ... and every feature eval computes must come from interpolated landmarks.
+    modes: list[str] = []
+    fill = dataset_module.fill_missing
+    monkeypatch.setattr(dataset_module, "fill_missing", lambda p, pr, mode: (modes.append(mode), fill(p, pr, mode))[1])
+
+    eval_cfg = make_cfg(f"ckpt_path={ckpt}", "data=synthetic", *SMALL_CORPUS, config_name="eval",
+                        output_dir=tmp_path / "eval")
+    assert eval_cfg.data.missing == "zero"  # the data config's default
+    with caplog.at_level(logging.INFO, logger="sign_ctc.eval"):
+        summary = evaluate(eval_cfg)
+    assert summary["missing"] == "interpolate"
+    assert len(modes) >= 12 and set(modes) == {"interpolate"}  # every test sentence, interpolated
+    assert "missing-landmark mode from the checkpoint: interpolate (data config: zero)" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "sign_ctc.eval"]
+    assert summary["wer"] == pytest.approx(metrics["test/wer"], abs=1e-6)
+    assert (tmp_path / "eval" / "test_predictions.csv").read_text() == (run / "test_predictions.csv").read_text()
+    results = json.loads((tmp_path / "eval" / "test_results.json").read_text())
+    assert results["test"]["missing"] == "interpolate"
+
+    # set explicitly on the command line to something else: the checkpoint's mode wins, with a warning
+    caplog.clear()
+    explicit = make_cfg(f"ckpt_path={ckpt}", "data=synthetic", "data.missing=zero", *SMALL_CORPUS, config_name="eval",
+                        output_dir=tmp_path / "eval_zero")
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.eval"):
+        again = evaluate(explicit)
+    assert again["missing"] == "interpolate" and again["wer"] == summary["wer"] and set(modes) == {"interpolate"}
+    assert "data.missing=zero is ignored: the model was trained with missing=interpolate" in caplog.text
+    assert (tmp_path / "eval_zero" / "test_predictions.csv").read_text() == \
+        (run / "test_predictions.csv").read_text()
+
+
+def test_trained_missing_mode_prefers_the_checkpoint(caplog):
+    import logging
+
+    from eval import trained_missing_mode
+
+    recipe = {"features": {"missing": "interpolate"}}
+    with caplog.at_level(logging.INFO, logger="sign_ctc.eval"):
+        assert trained_missing_mode(recipe, "zero", explicit=True) == "interpolate"
+        assert trained_missing_mode(recipe, "zero", explicit=False) == "interpolate"
+        assert trained_missing_mode(recipe, "interpolate", explicit=True) == "interpolate"
+        assert trained_missing_mode({}, "zero", explicit=False) == "zero"  # a checkpoint from before the recipe had it
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("WARNING", "data.missing=zero is ignored"),
+        ("INFO", "missing-landmark mode from the checkpoint"),
+        ("WARNING", "the checkpoint does not record its missing-landmark mode"),
+    ]

@@ -83,7 +83,7 @@ class Corpus:
             path = self.annotation_path(split)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"corpus annotation {path} not found: data.corpus.root must hold "
+                    f"corpus annotation {path} not found: data.root must hold "
                     f"{{train,dev,test}}.corpus.csv (see README, 'Your own corpus')"
                 )
 
@@ -124,3 +124,90 @@ class Phoenix2014TCorpus(Corpus):
 
     def sentences(self, split: str) -> list[Sentence]:
         return read_phoenix2014t(self.annotation_path(split))
+
+
+class CSLDailyCorpus(Corpus):
+    """CSL-Daily release root: ``sentence_label/csl2020ct_v2.pkl`` + ``sentence_label/split_1.txt``.
+
+    The pickle is a dict with ``info`` (one record per video: ``name``, ``signer``, ``label_gloss``
+    as a list, ...) and the label maps; it is read with a restricted unpickler (builtin containers
+    and scalars only). ``split_1.txt`` holds ``name|split`` lines. Frames are under
+    ``sentence_frames-512x512/frames_512x512/<name>/`` (extract them with ``sign_ctc.extract``);
+    landmarks are ``<landmarks_dir>/<split>/<name>.pose``.
+    """
+
+    LABELS = Path("sentence_label") / "csl2020ct_v2.pkl"
+    SPLIT_FILE = Path("sentence_label") / "split_1.txt"
+    FRAMES = Path("sentence_frames-512x512") / "frames_512x512"
+
+    def __init__(self, root: str | Path, landmarks_dir: str | Path | None = None, source: str = "pose"):
+        super().__init__(root, landmarks_dir, source)
+        self._splits: dict[str, list[Sentence]] | None = None
+
+    def prepare(self) -> None:
+        self._load()
+
+    def annotation_path(self, split: str) -> Path:
+        return self.root / self.LABELS
+
+    def sentences(self, split: str) -> list[Sentence]:
+        splits = self._load()
+        if split not in splits:
+            raise AnnotationError(f"{self.root / self.SPLIT_FILE}: no sentences of split {split!r}")
+        return splits[split]
+
+    def _load(self) -> dict[str, list[Sentence]]:
+        if self._splits is None:
+            self._splits = read_csl_daily(self.root / self.LABELS, self.root / self.SPLIT_FILE)
+        return self._splits
+
+
+def read_csl_split_file(path: Path) -> dict[str, str]:
+    """``name|split`` lines (a ``name|split`` header is allowed) -> {name: split}."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CSL-Daily split file not found: {path}")
+    out: dict[str, str] = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or (line_no == 1 and line.replace(" ", "") == "name|split"):
+            continue
+        fields = line.split("|")
+        if len(fields) != 2 or fields[1] not in SPLITS:
+            raise AnnotationError(f"{path}:{line_no}: expected 'name|train|dev|test', got {line!r}")
+        out[fields[0]] = fields[1]
+    return out
+
+
+def read_csl_daily(labels: Path, split_file: Path) -> dict[str, list[Sentence]]:
+    """CSL-Daily's label pickle and split file -> sentences per split, in split-file order."""
+    from sign_ctc.data.safe_pickle import load_plain_pickle
+
+    data = load_plain_pickle(labels)
+    info = data.get("info") if isinstance(data, dict) else None
+    if isinstance(info, dict):  # {name: record} as well as [record, ...]
+        info = [{"name": k, **v} if isinstance(v, dict) else v for k, v in info.items()]
+    if not isinstance(info, list):
+        raise AnnotationError(f"{labels}: expected a dict with an 'info' list of per-video records")
+    records: dict[str, Sentence] = {}
+    for i, rec in enumerate(info):
+        if not isinstance(rec, dict) or "name" not in rec or "label_gloss" not in rec:
+            raise AnnotationError(f"{labels}: info[{i}] lacks 'name' or 'label_gloss'")
+        glosses = rec["label_gloss"]
+        if isinstance(glosses, str):
+            glosses = glosses.split()
+        if not isinstance(glosses, (list, tuple)) or not all(isinstance(g, str) for g in glosses):
+            raise AnnotationError(f"{labels}: info[{i}] ({rec['name']}): label_gloss must be a list of strings")
+        name = str(rec["name"])
+        records[name] = Sentence(name, tuple(glosses), str(rec.get("signer", "")), name)
+    splits: dict[str, list[Sentence]] = {s: [] for s in SPLITS}
+    missing = []
+    for name, split in read_csl_split_file(split_file).items():
+        if name not in records:
+            missing.append(name)
+            continue
+        splits[split].append(records[name])
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise AnnotationError(f"{split_file}: {len(missing)} video(s) have no record in {labels}: "
+                              f"{', '.join(missing[:5])}{more}")
+    return splits

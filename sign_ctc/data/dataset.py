@@ -13,7 +13,7 @@ loader workers, into shared memory), which gives the same batch as ``collate([ds
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng
 from sign_ctc.data.collate import batch_dict
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.store import LandmarkStore
@@ -40,6 +41,10 @@ class Sample:
     targets: torch.Tensor  # [L] long
 
 
+# A training-sample transform: (points [T, 543, 3], presence [T, 4], target ids) -> (points, presence).
+Augment = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 class SampleError(ValueError):
     """A sample that cannot be used; the message names the sample id and file."""
 
@@ -56,17 +61,28 @@ class LandmarkSample:
 
 
 class MediaPipeFeatureDataset(Dataset):
-    """``store``: a :class:`LandmarkStore` (or its folder) of this split to read instead of the `.pose` files."""
+    """``store``: a :class:`LandmarkStore` (or its folder) of this split to read instead of the `.pose` files.
+
+    ``exclude``: ids of bad samples left out (``skip_bad_files``); ``frames``: known frame counts by
+    id (from the one-pass check), so that :meth:`lengths` need not read the files again.
+    """
 
     def __init__(self, corpus: Corpus, split: str, vocab: Vocabulary, missing: str = "zero",
-                 store: LandmarkStore | str | os.PathLike | None = None):
+                 store: LandmarkStore | str | os.PathLike | None = None, exclude: Collection[str] = (),
+                 frames: dict[str, int] | None = None):
         self.corpus = corpus
         self.split = split
         self.vocab = vocab
         self.missing = missing
-        self.sentences = corpus.sentences(split)
-        if not self.sentences:
+        every = corpus.sentences(split)
+        excluded = set(exclude)
+        self.sentences = [s for s in every if s.id not in excluded]
+        if not every:
             raise SampleError(f"split {split!r} of corpus {corpus.root} has no sentences")
+        if not self.sentences:
+            raise SampleError(f"split {split!r} of corpus {corpus.root}: all {len(every)} sentences are excluded "
+                              "as bad samples")
+        self.frames = dict(frames or {})
         if store is not None and not isinstance(store, LandmarkStore):
             store = LandmarkStore(Path(store))
         if store is not None and corpus.source != "pose":
@@ -87,7 +103,7 @@ class MediaPipeFeatureDataset(Dataset):
             if self.store is not None:
                 self._lengths = [int(self.store.lengths[self._store_row(i)]) for i in range(len(self.sentences))]
             else:
-                known = self.corpus.num_frames(self.split)
+                known = {**self.corpus.num_frames(self.split), **self.frames}
                 self._lengths = [known.get(s.id) or self._num_frames(i) for i, s in enumerate(self.sentences)]
         return self._lengths
 
@@ -100,6 +116,12 @@ class MediaPipeFeatureDataset(Dataset):
 
     def landmarks(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw landmarks float32 [T, 543, 3] (missing parts filled), presence [T, 4] and filled presence."""
+        points, presence = self.detections(index)
+        points, filled = fill_missing(points, presence, self.missing)
+        return points, presence, filled
+
+    def detections(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw landmarks float32 [T, 543, 3] and presence [T, 4] as detected (before filling)."""
         sentence = self.sentences[index]
         if self.store is not None:
             half, presence = self.store.read(self._store_row(index))
@@ -112,17 +134,24 @@ class MediaPipeFeatureDataset(Dataset):
             points, presence = lm.points, lm.presence
         if points.shape[0] == 0:
             raise SampleError(f"sample {sentence.id}: no frames")
-        points, filled = fill_missing(points, presence, self.missing)
-        return points, presence, filled
+        return points, presence
 
-    def raw(self, index: int) -> LandmarkSample:
-        """The sample before feature derivation (for :func:`collate_landmarks`)."""
+    def raw(self, index: int, augment: Augment | None = None) -> LandmarkSample:
+        """The sample before feature derivation (for :func:`collate_landmarks`).
+
+        ``augment(points, presence, targets)``: applied to the detections before missing parts are
+        filled, so ``missing=interpolate`` fills augmented gaps as it fills real ones.
+        """
         if self.corpus.source != "pose":
             raise SampleError(f"corpus {self.corpus.root} holds precomputed features, not landmarks")
         sentence = self.sentences[index]
-        points, presence, filled = self.landmarks(index)
-        return LandmarkSample(sentence.id, points, presence, filled,
-                              torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long))
+        targets = torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long)
+        if augment is None:
+            points, presence, filled = self.landmarks(index)
+        else:
+            points, presence = augment(*self.detections(index), targets.numpy())
+            points, filled = fill_missing(points, presence, self.missing)
+        return LandmarkSample(sentence.id, points, presence, filled, targets)
 
     def _num_frames(self, index: int) -> int:
         path = self.corpus.landmark_path(self.split, self.sentences[index])
@@ -143,7 +172,7 @@ class MediaPipeFeatureDataset(Dataset):
             return feats.astype(np.float32, copy=False), np.ones((feats.shape[0], len(PARTS)), dtype=bool)
         points, presence, filled = self.landmarks(index)
         feats = features_from_landmarks(torch.from_numpy(points), torch.from_numpy(filled))
-        return feats.numpy(), presence
+        return feats.numpy(), filled  # presence = channels that hold values (detected or filled)
 
     def __getitem__(self, index: int) -> Sample:
         sentence = self.sentences[index]
@@ -159,16 +188,33 @@ class MediaPipeFeatureDataset(Dataset):
 
 
 class LandmarkView(Dataset):
-    """The dataset's samples as :class:`LandmarkSample` (raw landmarks), for :func:`collate_landmarks`."""
+    """The dataset's samples as :class:`LandmarkSample` (raw landmarks), for :func:`collate_landmarks`.
 
-    def __init__(self, dataset: MediaPipeFeatureDataset):
+    With an ``augmentation`` (the training loader only) a key is ``(index, epoch)``, as the
+    epoch-tagging batch sampler yields it: the epoch travels with the index into the (persistent)
+    loader workers, and each sample draws from ``sample_rng(seed, epoch, id)``. A plain index is epoch 0.
+    """
+
+    def __init__(self, dataset: MediaPipeFeatureDataset, augmentation: PoseAugmentation | None = None,
+                 seed: int = 0):
         self.dataset = dataset
+        self.augmentation = augmentation
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> LandmarkSample:
-        return self.dataset.raw(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> LandmarkSample:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        if self.augmentation is None:
+            return self.dataset.raw(index)
+        rng = sample_rng(self.seed, epoch, self.dataset.sentences[index].id)
+        augmentation = self.augmentation
+
+        def augment(points: np.ndarray, presence: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return augmentation(points, presence, ctc_min_outputs(targets), rng)
+
+        return self.dataset.raw(index, augment)
 
 
 # Raw point ranges in feature order, and the column offset of each part in the static block.
@@ -236,5 +282,5 @@ def collate_landmarks(samples: Sequence[LandmarkSample]) -> dict[str, Any]:
         n = s.points.shape[0]
         fill_features(features[i, :n], torch.from_numpy(s.points), torch.from_numpy(s.filled))
         features[i, n:] = 0.0
-        presence[i, :n] = torch.from_numpy(s.presence)
+        presence[i, :n] = torch.from_numpy(s.filled)  # filled: interpolated parts count as present
     return batch_dict(features, presence, lengths, samples)

@@ -24,9 +24,12 @@ class _EpochSetter:
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
+    """``tag_epoch``: yield ``(index, epoch)`` pairs instead of indices, so that the epoch reaches
+    the dataset in the (persistent) loader workers: per-epoch augmentation (``LandmarkView``)."""
+
     def __init__(self, lengths: Sequence[int], batch_size: int, max_frames: int | None = None,
                  shuffle: bool = True, bucket_size: int = 64, seed: int = 0, drop_last: bool = False,
-                 num_replicas: int | None = None, rank: int | None = None):
+                 num_replicas: int | None = None, rank: int | None = None, tag_epoch: bool = False):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.max_frames = max_frames
@@ -36,6 +39,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.drop_last = drop_last
         self.num_replicas = num_replicas
         self.rank = rank
+        self.tag_epoch = tag_epoch
         self.epoch = 0
         # Lightning's fit loop calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`,
         # never on the batch sampler itself: without this, every epoch would repeat epoch 0's batches.
@@ -83,6 +87,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             per_rank = -(-len(batches) // world)
             batches = batches + batches[: per_rank * world - len(batches)]
             batches = batches[rank::world]
+        if self.tag_epoch:
+            batches = [[(i, self.epoch) for i in b] for b in batches]
         return iter(batches)
 
     def __len__(self) -> int:

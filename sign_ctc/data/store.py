@@ -18,6 +18,23 @@ them changes (a touched or rewritten `.pose` file, an edited annotation) and reu
 Packing writes into a temporary folder beside the store and renames it into place, so an interrupted
 pack leaves the previous store or none, never half of one.
 
+Bad data is found in one pass and named, never lost silently: packing reads every file of the split
+and collects each bad sample -- a landmark file that is missing, empty (0 bytes or 0 frames),
+truncated or otherwise unreadable, and a sentence with no glosses or fewer frames than glosses --
+with its reason. Any bad sample fails the pack with one :class:`BadFilesError` listing them all
+(``path: reason (sample id)``) unless ``skip_bad_files``, which packs the split without them. Either
+way the list is written, atomically, to ``<store root>/<split>.bad_files.json``::
+
+    {"split": "train", "store": "<store root>/train", "sources": "<landmarks_dir>/train",
+     "sentences": 300, "skip_bad_files": false,
+     "bad": [{"id": "...", "file": "<path>", "reason": "file not found"}, ...]}
+
+(removed again by a pack that finds none). A store packed with skips keeps the list in its manifest
+(``skipped``), so a reused store still reports them, and refuses them when ``skip_bad_files`` is
+off; the fingerprint counts a missing file too, so a fixed or restored file triggers a repack. A
+non-finite coordinate is not a bad file: ``read_pose`` reads it as a missing point, and the pack
+counts such points per file, warns, and records them in the manifest (``nonfinite_points``).
+
 Reading uses ``os.preadv`` into a small per-sample buffer: nothing is mapped, so the process'
 resident memory stays flat whatever the corpus size (the page cache is the kernel's, not counted in
 RSS). :meth:`LandmarkStore.points_memmap` gives a read-only ``np.memmap`` view for analysis.
@@ -27,26 +44,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sign_ctc.atomic import write_text_atomic
 from sign_ctc.data.corpus import Corpus, Sentence
 from sign_ctc.features.layout import LAYOUT_VERSION, NUM_POINTS, PARTS
+
+_log = logging.getLogger(__name__)
 
 STORE_VERSION = 1
 POINTS_FILE = "points.f16"
 PRESENCE_FILE = "presence.u8"
 INDEX_FILE = "index.json"
 MANIFEST_FILE = "manifest.json"
+BAD_FILES_SUFFIX = ".bad_files.json"  # <store root>/<split>.bad_files.json
+MAX_LISTED = 100  # bad samples spelled out in an error message (all of them are in the json)
 POINT_DTYPE = np.dtype("<f2")
 FRAME_POINT_BYTES = NUM_POINTS * 3 * POINT_DTYPE.itemsize  # 3258
 FRAME_PRESENCE_BYTES = len(PARTS)  # 4
@@ -57,6 +80,178 @@ FLOAT16_ATOL = 1e-3
 
 class StoreError(RuntimeError):
     """A store that cannot be built or read; the message names the store or source file."""
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """One unusable sample of a split: its id, its landmark file and what is wrong."""
+
+    id: str
+    file: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class BadFilesError(StoreError):
+    """Every bad sample of a split, found in one pass: one error instead of one crash per file."""
+
+    def __init__(self, split: str, bad: Sequence[BadSample], total: int, report: Path | None = None,
+                 skipping: bool = False):
+        self.split, self.bad, self.total, self.report = split, list(bad), total, report
+        if skipping:
+            head = (f"split {split!r}: all {total} samples are bad, nothing left to use even with "
+                    "skip_bad_files=true")
+        else:
+            head = (f"split {split!r}: {len(self.bad)} of {total} samples are bad (fix them, or set "
+                    "data.skip_bad_files=true to leave them out)")
+        if report is not None:
+            head += f"; the list is in {report}"
+        lines = [f"  {b.file}: {b.reason} (sample {b.id})" for b in self.bad[:MAX_LISTED]]
+        if len(self.bad) > MAX_LISTED:
+            lines.append(f"  ... and {len(self.bad) - MAX_LISTED} more")
+        super().__init__("\n".join([head + ":", *lines]))
+
+
+def sentence_problem(sentence: Sentence, frames: int | None) -> str | None:
+    """Why a sentence cannot be a CTC sample (no glosses, or under one frame per gloss), else None."""
+    if not sentence.glosses:
+        return "no glosses in the annotation"
+    if frames is not None and frames < len(sentence.glosses):
+        return f"{frames} frame(s) for {len(sentence.glosses)} glosses (fewer than one frame per gloss)"
+    return None
+
+
+@dataclass
+class SourceRead:
+    """One sample as read for packing: float16 landmarks and presence, or the reason it is bad."""
+
+    sentence: Sentence
+    path: Path
+    points: np.ndarray | None  # float16 [T, 543, 3]; None when bad
+    presence: np.ndarray | None  # bool [T, 4]
+    nonfinite: int  # detected points whose coordinates were NaN/inf, read as missing
+    problem: str | None  # "; "-joined reasons when the sample is bad
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """An exception as a bad-file reason (without the path prefix its message may carry)."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    msg = str(exc)
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+def read_sources(corpus: Corpus, split: str, sentences: Sequence[Sentence],
+                 reader: Callable[[Path], tuple] | None = None) -> Iterator[SourceRead]:
+    """Read every sample's landmark file once, turning each problem into a reason instead of a crash.
+
+    ``reader(path)`` returns ``(points, presence)`` or ``(points, presence, nonfinite_points)``.
+    """
+    from sign_ctc.features.pose_io import PoseFileError
+
+    reader = reader or _default_reader
+    for s in sentences:
+        path = corpus.landmark_path(split, s)
+        reasons: list[str] = []
+        half = presence = None
+        nonfinite = 0
+        try:
+            out = reader(path)
+            points, presence = out[0], out[1]
+            nonfinite = int(out[2]) if len(out) > 2 else 0
+            if points.ndim != 3 or points.shape[1:] != (NUM_POINTS, 3) or presence.shape != (len(points), len(PARTS)):
+                reasons.append(f"landmarks {points.shape} / presence {presence.shape} are not "
+                               f"[T, {NUM_POINTS}, 3] / [T, {len(PARTS)}]")
+            elif len(points) == 0:
+                reasons.append("no frames")
+            elif not np.isfinite(points).all():
+                reasons.append("the reader returned non-finite coordinates")
+            else:
+                with np.errstate(over="raise"):
+                    try:
+                        half = np.ascontiguousarray(points, dtype=POINT_DTYPE)
+                    except FloatingPointError:
+                        reasons.append(f"coordinate {float(np.abs(points).max()):.6g} does not fit float16")
+        except (PoseFileError, OSError) as exc:
+            reasons.append(_reason(exc, path))
+        problem = sentence_problem(s, len(half) if half is not None and not reasons else None)
+        if problem:
+            reasons.append(problem)
+        if reasons:
+            yield SourceRead(s, path, None, None, nonfinite, "; ".join(reasons))
+        else:
+            yield SourceRead(s, path, half, np.ascontiguousarray(presence, dtype=np.bool_), nonfinite, None)
+
+
+def warn_nonfinite(split: str, counts: Sequence[dict[str, Any]]) -> None:
+    """One warning naming the files whose non-finite coordinates were read as missing points."""
+    if not counts:
+        return
+    listed = ", ".join(f"{c['file']} ({c['points']} points)" for c in counts[:20])
+    more = f" and {len(counts) - 20} more" if len(counts) > 20 else ""
+    _log.warning("%s: %d landmark file(s) had non-finite coordinates, read as missing points: %s%s",
+                 split, len(counts), listed, more)
+
+
+def scan_sources(corpus: Corpus, split: str, skip_bad_files: bool = False,
+                 reader: Callable[[Path], tuple] | None = None) -> tuple[dict[str, int], list[BadSample]]:
+    """The store's one-pass check without a store (``data.store=false``): frame counts and bad samples.
+
+    Raises :class:`BadFilesError` listing every bad sample unless ``skip_bad_files`` (no
+    bad_files.json: there is no store folder to put it in).
+    """
+    sentences = corpus.sentences(split)
+    frames: dict[str, int] = {}
+    bad: list[BadSample] = []
+    nonfinite: list[dict[str, Any]] = []
+    for item in read_sources(corpus, split, sentences, reader):
+        if item.problem:
+            bad.append(BadSample(item.sentence.id, str(item.path), item.problem))
+            continue
+        frames[item.sentence.id] = len(item.points)
+        if item.nonfinite:
+            nonfinite.append({"id": item.sentence.id, "file": str(item.path), "points": item.nonfinite})
+    warn_nonfinite(split, nonfinite)
+    if bad and (not skip_bad_files or len(bad) == len(sentences)):
+        raise BadFilesError(split, bad, len(sentences), skipping=skip_bad_files)
+    return frames, bad
+
+
+def bad_files_path(root: str | os.PathLike, split: str) -> Path:
+    """Where a split's bad-sample list lives: ``<store root>/<split>.bad_files.json``."""
+    return Path(root) / f"{split}{BAD_FILES_SUFFIX}"
+
+
+def _record_bad(root: Path, split: str, bad: Sequence[BadSample], total: int, sources: Path,
+                skip_bad_files: bool) -> Path | None:
+    """Write (atomically) or remove the split's bad_files.json; None when it cannot be written."""
+    path = bad_files_path(root, split)
+    try:
+        if not bad:
+            if path.exists():  # a stale list from an earlier pack of other sources
+                path.unlink()
+            return None
+        payload = {"split": split, "store": str(root / split), "sources": str(sources), "sentences": total,
+                   "skip_bad_files": skip_bad_files, "bad": [b.as_dict() for b in bad]}
+        text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
+        if _read_text(path) != text:
+            write_text_atomic(path, text)
+    except OSError as exc:  # a read-only store folder: the error message still lists every sample
+        _log.warning("cannot write %s: %s", path, exc)
+        return None
+    return path
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -102,23 +297,21 @@ def store_location(corpus: Corpus, store_dir: str | os.PathLike | None = None,
 
 
 def fingerprint(corpus: Corpus, split: str, sentences: Sequence[Sentence]) -> str:
-    """Hash of the settings, the annotation and every source file's (size, mtime): changes -> rebuild."""
+    """Hash of the settings, the annotation and every source file's (size, mtime): changes -> rebuild.
+
+    A missing file counts as such, so a store packed without it is rebuilt once it appears.
+    """
     h = hashlib.sha256()
     h.update(json.dumps({"store": STORE_VERSION, "layout": LAYOUT_VERSION, "dtype": POINT_DTYPE.str,
                          "split": split}).encode())
-    missing = []
     for s in sentences:
         path = corpus.landmark_path(split, s)
         try:
             st = path.stat()
-        except FileNotFoundError:
-            missing.append(str(path))
+        except OSError:
+            h.update(f"{s.id}\t{' '.join(s.glosses)}\t{path.name}\tmissing\n".encode())
             continue
         h.update(f"{s.id}\t{' '.join(s.glosses)}\t{path.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    if missing:
-        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise StoreError(f"cannot pack split {split!r}: {len(missing)} landmark file(s) not found: "
-                         f"{', '.join(missing[:5])}{more}")
     return h.hexdigest()
 
 
@@ -178,6 +371,9 @@ class LandmarkStore:
         self.lengths = np.asarray(index["lengths"], dtype=np.int64)
         self.total_frames = int(self.manifest["total_frames"])
         self.row = {sid: i for i, sid in enumerate(self.ids)}
+        # Samples left out by skip_bad_files, and files whose non-finite points were read as missing.
+        self.skipped: list[BadSample] = [BadSample(**b) for b in self.manifest.get("skipped", [])]
+        self.nonfinite: list[dict[str, Any]] = list(self.manifest.get("nonfinite_points", []))
         expect = {POINTS_FILE: self.total_frames * FRAME_POINT_BYTES,
                   PRESENCE_FILE: self.total_frames * FRAME_PRESENCE_BYTES}
         for name, size in expect.items():
@@ -256,30 +452,38 @@ def is_current(path: Path, fp: str) -> bool:
     return bool(manifest) and manifest.get("version") == STORE_VERSION and manifest.get("fingerprint") == fp
 
 
-def _default_reader(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from sign_ctc.features.pose_io import read_pose
+def _default_reader(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    from sign_ctc.features.pose_io import read_pose_counted
 
-    lm = read_pose(path)
-    return lm.points, lm.presence
+    lm, nonfinite = read_pose_counted(path)
+    return lm.points, lm.presence, nonfinite
 
 
 def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool = False,
-         reader: Callable[[Path], tuple[np.ndarray, np.ndarray]] | None = None,
-         force: bool = False, log: Callable[[str], None] | None = None) -> LandmarkStore:
+         reader: Callable[[Path], tuple] | None = None, force: bool = False,
+         log: Callable[[str], None] | None = None, skip_bad_files: bool = False) -> LandmarkStore:
     """Pack (or reuse) the store of one split under ``root/<split>`` and open it.
 
     Reuses the store when its fingerprint matches the sources; otherwise packs them into a temp
-    folder and renames it into place (atomic: an interrupted pack leaves no half store).
+    folder and renames it into place (atomic: an interrupted pack leaves no half store). Bad samples
+    raise one :class:`BadFilesError` naming them all, or are left out with ``skip_bad_files`` (see
+    the module doc). ``reader(path)`` returns ``(points, presence[, nonfinite_points])``.
     """
     if corpus.source != "pose":
         raise StoreError(f"only .pose corpora can be packed (this corpus reads {corpus.source!r} files)")
     root = Path(root)
     final = root / split
+    sources = corpus.landmarks_dir / split
     sentences = corpus.sentences(split)
     fp = fingerprint(corpus, split, sentences)
     if not force and is_current(final, fp):
-        return LandmarkStore(final)
-    reader = reader or _default_reader
+        store = LandmarkStore(final)
+        # Unchanged sources are as bad as when they were packed (with skip_bad_files): say so again.
+        report = _record_bad(root, split, store.skipped, len(sentences), sources, skip_bad_files)
+        if store.skipped:
+            if not skip_bad_files:
+                raise BadFilesError(split, store.skipped, len(sentences), report)
+        return store
     root.mkdir(parents=True, exist_ok=True)
     _clean_stale(root, split)
     tmp = Path(tempfile.mkdtemp(prefix=f".{split}.tmp-{os.getpid()}-", dir=root))
@@ -287,6 +491,9 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
     start = time.perf_counter()
     try:
         offsets, lengths = [], []
+        packed: list[Sentence] = []
+        bad: list[BadSample] = []
+        nonfinite: list[dict[str, Any]] = []
         total = 0
         bar = None
         if progress:
@@ -297,39 +504,40 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
             task = bar.add_task(f"packing {split} ({len(sentences)} files) into {final}", total=len(sentences))
         try:
             with open(tmp / POINTS_FILE, "wb") as fp_points, open(tmp / PRESENCE_FILE, "wb") as fp_presence:
-                for s in sentences:
-                    path = corpus.landmark_path(split, s)
-                    points, presence = reader(path)
-                    if points.ndim != 3 or points.shape[1:] != (NUM_POINTS, 3) or presence.shape != (len(points), len(PARTS)):
-                        raise StoreError(f"{path}: landmarks {points.shape} / presence {presence.shape} are not "
-                                         f"[T, {NUM_POINTS}, 3] / [T, {len(PARTS)}]")
-                    with np.errstate(over="raise"):
-                        try:
-                            half = np.ascontiguousarray(points, dtype=POINT_DTYPE)
-                        except FloatingPointError as exc:
-                            raise StoreError(f"{path}: a coordinate does not fit float16 ({exc})") from exc
-                    fp_points.write(half.tobytes())
-                    fp_presence.write(np.ascontiguousarray(presence, dtype=np.bool_).tobytes())
-                    offsets.append(total)
-                    lengths.append(len(points))
-                    total += len(points)
+                for item in read_sources(corpus, split, sentences, reader):
                     if bar is not None:
                         bar.advance(task)
+                    if item.problem:
+                        bad.append(BadSample(item.sentence.id, str(item.path), item.problem))
+                        continue
+                    fp_points.write(item.points.tobytes())
+                    fp_presence.write(item.presence.tobytes())
+                    packed.append(item.sentence)
+                    offsets.append(total)
+                    lengths.append(len(item.points))
+                    total += len(item.points)
+                    if item.nonfinite:
+                        nonfinite.append({"id": item.sentence.id, "file": str(item.path), "points": item.nonfinite})
                 for f in (fp_points, fp_presence):
                     f.flush()
                     os.fsync(f.fileno())
         finally:
             if bar is not None:
                 bar.stop()
-        index = {"ids": [s.id for s in sentences], "glosses": [" ".join(s.glosses) for s in sentences],
+        warn_nonfinite(split, nonfinite)
+        report = _record_bad(root, split, bad, len(sentences), sources, skip_bad_files)
+        if bad and (not skip_bad_files or not packed):
+            raise BadFilesError(split, bad, len(sentences), report, skipping=skip_bad_files)
+        index = {"ids": [s.id for s in packed], "glosses": [" ".join(s.glosses) for s in packed],
                  "offsets": offsets, "lengths": lengths}
         (tmp / INDEX_FILE).write_text(json.dumps(index))
         manifest = {
             "version": STORE_VERSION, "layout": LAYOUT_VERSION, "fingerprint": fp, "split": split,
-            "sentences": len(sentences), "total_frames": total,
+            "sentences": len(packed), "total_frames": total,
+            "skipped": [b.as_dict() for b in bad], "nonfinite_points": nonfinite,
             "points": {"file": POINTS_FILE, "dtype": POINT_DTYPE.str, "shape": [total, NUM_POINTS, 3]},
             "presence": {"file": PRESENCE_FILE, "dtype": "|b1", "shape": [total, len(PARTS)], "parts": list(PARTS)},
-            "bytes_per_frame": BYTES_PER_FRAME, "sources": str(corpus.landmarks_dir / split),
+            "bytes_per_frame": BYTES_PER_FRAME, "sources": str(sources),
             "pack_seconds": round(time.perf_counter() - start, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -344,7 +552,8 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if log:
-        log(f"packed {split}: {len(sentences)} sentences, {total} frames, {total * BYTES_PER_FRAME / 1e6:.1f} MB "
+        skipped = f" ({len(bad)} bad skipped)" if bad else ""
+        log(f"packed {split}: {len(packed)} sentences{skipped}, {total} frames, {total * BYTES_PER_FRAME / 1e6:.1f} MB "
             f"in {time.perf_counter() - start:.1f} s -> {final}")
     return LandmarkStore(final)
 
@@ -373,7 +582,7 @@ def _install(tmp: Path, final: Path, fp: str) -> None:
 
 def open_store(corpus: Corpus, split: str, store_dir: str | os.PathLike | None = None,
                cache_dir: str | os.PathLike | None = None, progress: bool = False,
-               log: Callable[[str], None] | None = None) -> LandmarkStore:
+               log: Callable[[str], None] | None = None, skip_bad_files: bool = False) -> LandmarkStore:
     """The split's store, packed first if missing or outdated (the automatic first-use pack)."""
     loc = store_location(corpus, store_dir, cache_dir)
-    return pack(corpus, split, loc.root, progress=progress, log=log)
+    return pack(corpus, split, loc.root, progress=progress, log=log, skip_bad_files=skip_bad_files)

@@ -342,11 +342,13 @@ class SyntheticCorpus(Corpus):
     """Generated corpus; ``prepare()`` builds it once under ``root`` and reuses it while the
     generation settings are unchanged."""
 
-    def __init__(self, root: str | Path, seed: int = 1234, train: int = 1200, dev: int = 150,
+    def __init__(self, root: str | Path, landmarks_dir: str | Path | None = None, seed: int = 1234, train: int = 1200, dev: int = 150,
                  test: int = 150, num_signers: int = 9, dev_signers: tuple[int, ...] = (6,),
                  test_signers: tuple[int, ...] = (7, 8), left_handed: tuple[int, ...] = (2,),
-                 width: int = 210, height: int = 260):
-        super().__init__(root, source="pose")
+                 width: int = 210, height: int = 260, source: str = "pose"):
+        if source != "pose":
+            raise ValueError(f"the synthetic corpus is written as .pose files; source={source!r} is not available")
+        super().__init__(root, landmarks_dir=landmarks_dir, source="pose")
         self.settings = {
             "version": GENERATOR_VERSION, "seed": seed, "sizes": {"train": train, "dev": dev, "test": test},
             "num_signers": num_signers, "dev_signers": list(dev_signers), "test_signers": list(test_signers),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -33,6 +34,10 @@ class Vocabulary:
 
     def encode(self, glosses: Sequence[str]) -> list[int]:
         return [self.index.get(g, self.unk_id) for g in glosses]
+
+    def unknown(self, sequences: Iterable[Sequence[str]]) -> Counter[str]:
+        """Gloss tokens outside the vocabulary, counted: they encode as ``<unk>`` and score as errors."""
+        return Counter(g for seq in sequences for g in seq if g not in self.index)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[i] for i in ids if i != self.blank_id]

@@ -202,6 +202,20 @@ def corpus_items(annotation: Path, frames_root: Path, split: str) -> list[WorkIt
     return _check_unique(items, str(annotation))
 
 
+def csl_daily_items(root: Path, frames_root: Path, split: str) -> list[WorkItem]:
+    """CSL-Daily: one item per ``name`` of ``split`` in ``sentence_label/split_1.txt``; frames are
+    ``frames_root/<name>/*.jpg`` (default ``<root>/sentence_frames-512x512/frames_512x512``)."""
+    from sign_ctc.data.corpus import CSLDailyCorpus, read_csl_split_file
+
+    names = [n for n, s in read_csl_split_file(root / CSLDailyCorpus.SPLIT_FILE).items() if s == split]
+    if not names:
+        raise ExtractInputError(f"{root / CSLDailyCorpus.SPLIT_FILE} lists no video of split {split!r}")
+    if not frames_root.is_dir():
+        raise ExtractInputError(f"CSL-Daily frame folder not found: {frames_root}")
+    items = [WorkItem(n, "frames", (str(frames_root / n / "*"),), f"{split}/{n}.pose") for n in names]
+    return _check_unique(items, str(root / CSLDailyCorpus.SPLIT_FILE))
+
+
 def discover(
     input: str | os.PathLike | None,
     *,
@@ -212,7 +226,8 @@ def discover(
     """Turn the run's inputs into a sorted work list.
 
     ``input`` is a video file, a folder of videos, a frame folder (one sentence), a folder of
-    frame folders, or a corpus root (with ``split``). Corpus mode: ``annotation`` (or the
+    frame folders, or a corpus root (with ``split``): PHOENIX-2014 / 2014-T, or CSL-Daily (its
+    ``sentence_label/split_1.txt`` and ``sentence_frames-512x512/frames_512x512/<name>/``). Corpus mode: ``annotation`` (or the
     release's own csv for ``split``) plus ``frames_root`` (default
     ``<input>/features/fullFrame-210x260px``); outputs go to ``<split>/<id>.pose``.
     """
@@ -221,6 +236,11 @@ def discover(
         raise ExtractInputError(f"input not found: {in_path}")
     ann = Path(annotation) if annotation not in (None, "") else None
     if ann is None and split and in_path is not None and in_path.is_dir():
+        from sign_ctc.data.corpus import CSLDailyCorpus
+
+        if (in_path / CSLDailyCorpus.SPLIT_FILE).is_file():
+            frames = Path(frames_root) if frames_root not in (None, "") else in_path / CSLDailyCorpus.FRAMES
+            return csl_daily_items(in_path, frames, split)
         ann = find_annotation(in_path, split)
         if ann is None and not (_videos_in(in_path) or _images_in(in_path)):
             raise ExtractInputError(

@@ -2,8 +2,10 @@
 
 Accepts pose-format's Holistic files with 543 points, 576 with POSE_WORLD_LANDMARKS and 586
 with a refined (478-point) face: world landmarks are dropped, the first 468 face points kept,
-pixel coordinates divided by the header's width/height. A point is missing where it is masked
-or has confidence 0; a part is present in a frame when any of its points is.
+pixel coordinates divided by the header's width/height. A point is missing where it is masked,
+has confidence 0 or has a non-finite (NaN/inf) coordinate: missing points read as 0, and a part is
+present in a frame when any of its points is. Non-finite coordinates are counted (see
+:func:`read_pose_counted`) so that the store can report the files that had them.
 """
 
 from __future__ import annotations
@@ -33,18 +35,39 @@ class PoseFileError(ValueError):
 
 def read_pose(path: str | os.PathLike) -> Landmarks:
     """Load a Holistic `.pose` file as unit-coordinate landmarks with part presence."""
+    return read_pose_counted(path)[0]
+
+
+def read_pose_counted(path: str | os.PathLike) -> tuple[Landmarks, int]:
+    """:func:`read_pose` plus how many detected points had a non-finite coordinate (read as missing).
+
+    The count lets the packer name the files with such points instead of failing on them.
+    """
     from pose_format import Pose
 
     path = Path(path)
     try:
-        pose = Pose.read(path.read_bytes())
+        payload = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PoseFileError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise PoseFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from exc
+    if not payload:
+        raise PoseFileError(f"{path}: empty file (0 bytes)")
+    try:
+        pose = Pose.read(payload)
     except Exception as exc:  # pose-format raises assorted errors on truncated files
         raise PoseFileError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})") from exc
-    return landmarks_from_pose(pose, source=str(path))
+    return _convert(pose, str(path))
 
 
 def landmarks_from_pose(pose, source: str = "<pose>") -> Landmarks:
     """Convert a pose-format ``Pose`` (Holistic) to :class:`Landmarks`."""
+    return _convert(pose, source)[0]
+
+
+def _convert(pose, source: str) -> tuple[Landmarks, int]:
+    """Landmarks of a ``Pose`` and the number of detected points whose coordinates were not finite."""
     header = pose.header
     offsets: dict[str, tuple[int, int]] = {}
     start = 0
@@ -66,6 +89,7 @@ def landmarks_from_pose(pose, source: str = "<pose>") -> Landmarks:
     mask = np.ma.getmaskarray(pose.body.data)
     points = np.zeros((frames, NUM_POINTS, 3), dtype=np.float32)
     point_ok = np.zeros((frames, NUM_POINTS), dtype=bool)
+    nonfinite = 0
     for part, name in COMPONENTS.items():
         lo, hi = RAW_PARTS[part]
         need = hi - lo
@@ -76,18 +100,19 @@ def landmarks_from_pose(pose, source: str = "<pose>") -> Landmarks:
         dims = min(3, data.shape[-1])
         if frames:
             points[:, lo:hi, :dims] = np.where(mask[:, 0, sl, :dims], 0.0, data[:, 0, sl, :dims])
-            point_ok[:, lo:hi] = (conf[:, 0, sl] > 0) & ~mask[:, 0, sl, :].any(-1)
+            detected = (conf[:, 0, sl] > 0) & ~mask[:, 0, sl, :].any(-1)
+            # A NaN/inf coordinate (a broken extraction) is a missing point, like a masked one.
+            finite = np.isfinite(points[:, lo:hi]).all(-1)
+            nonfinite += int((detected & ~finite).sum())
+            point_ok[:, lo:hi] = detected & finite
     width, height = header.dimensions.width, header.dimensions.height
     if width <= 0 or height <= 0:
         raise PoseFileError(f"{source}: header dimensions {width}x{height} are not usable to normalize pixels")
     points[..., 0] /= width
     points[..., 1] /= height
     points[~point_ok] = 0.0
-    if not np.isfinite(points).all():
-        bad = np.argwhere(~np.isfinite(points).all(-1))[0]
-        raise PoseFileError(f"{source}: non-finite coordinate at frame {bad[0]}, point {bad[1]}")
     presence = np.stack([point_ok[:, slice(*RAW_PARTS[p])].any(-1) for p in PARTS], axis=-1)
-    return Landmarks(points=points, presence=presence, fps=float(pose.body.fps))
+    return Landmarks(points=points, presence=presence, fps=float(pose.body.fps)), nonfinite
 
 
 def holistic_header(width: int, height: int, world: bool = False, refined_face: bool = False):

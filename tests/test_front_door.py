@@ -1,0 +1,406 @@
+"""The README's commands, run exactly as written there (only the paths filled in), with defaults.
+
+Every command in a fenced ``bash`` block of README.md and every inline `python ...` / `make ...` is
+either run by a test here (``RUNS``) or listed in ``NOT_RUN_HERE`` with the reason; a README command
+in neither fails ``test_every_readme_command_is_run``. Commands run in subprocesses from a scratch
+folder (so ``outputs/`` and ``.cache/`` land there), with the default logger (W&B, offline) and the
+default number of DataLoader workers. The corpora are small copies in each release's layout
+(``tests/corpora.py``); the own-corpus path starts from frame folders of a real video.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+import corpora
+from conftest import DATA, ROOT
+
+README = ROOT / "README.md"
+VIDEO = DATA / "signer_58f.mp4"
+PHOENIX_FRAMES = DATA / "phoenix2014t_frames"
+
+# What each test runs, README text verbatim.
+RUNS: dict[str, list[str]] = {
+    "own_corpus": [
+        "python -m sign_ctc.extract input=/data/my_videos/train output=/data/my_corpus/train workers=2",
+        "python -m sign_ctc.extract input=/data/my_videos/dev output=/data/my_corpus/dev workers=2",
+        "python -m sign_ctc.extract input=/data/my_videos/test output=/data/my_corpus/test workers=2",
+        "python train.py model=i3d data=mediapipe_full data.root=/data/my_corpus",
+    ],
+    "phoenix2014": [
+        "python train.py experiment=phoenix2014_i3d data.root=/data/phoenix-2014-multisigner data.landmarks_dir=/data/ph14_lm",
+    ],
+    "phoenix2014t": [
+        "python train.py data=phoenix2014t data.root=/data/PHOENIX-2014-T data.landmarks_dir=/data/ph14t_lm",
+    ],
+    "csl_daily": [
+        "python train.py data=csl_daily data.root=/data/CSL-Daily data.landmarks_dir=/data/csl_lm",
+    ],
+    "extract_releases": [
+        "python -m sign_ctc.extract input=/data/phoenix-2014-multisigner split=train output=/data/ph14_lm workers=2",
+        "python -m sign_ctc.extract input=/data/PHOENIX-2014-T split=train output=/data/ph14t_lm workers=2",
+        "python -m sign_ctc.extract input=/data/CSL-Daily split=train output=/data/csl_lm workers=2",
+    ],
+    "eval": [
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev decoding=beam decoding.beam_width=10",
+        "python -m sign_ctc.lm --corpus-csv /data/my_corpus/train.corpus.csv --order 3 --out gloss.arpa",
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa decoding.lm_weight=0.5",
+    ],
+    "official_scoring": [
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev scoring.stm=/data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014",
+        "python -m sign_ctc.score --hyp outputs/eval/runs/<eval run>/dev_hyp.ctm --ref /data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm --rules phoenix2014 --sclite",
+    ],
+    "predict": [
+        "python -m sign_ctc.predict video=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
+    ],
+    "diagnose": [
+        "python -m sign_ctc.diagnose data=mediapipe_full data.root=/data/my_corpus",
+    ],
+    "sweeps": [
+        "python train.py -m model.optimizer.lr=3e-4,1e-3 data=mediapipe_full data.root=/data/my_corpus",
+        "python -m sign_ctc.sweep_summary outputs/train/multiruns/<sweep>",
+        "python train.py -m model.optimizer.lr=3e-4,1e-3 data=mediapipe_full data.root=/data/my_corpus hydra/launcher=joblib hydra.launcher.n_jobs=2",
+    ],
+    "optuna": [
+        "python train.py hparams_search=optuna hydra.sweeper.n_trials=2 data=mediapipe_full data.root=/data/my_corpus",
+    ],
+    "ddp": [
+        "python train.py trainer=ddp trainer.devices=2 trainer.accelerator=cpu data=mediapipe_full data.root=/data/my_corpus",
+    ],
+    "resume": [
+        "python train.py model=i3d data=mediapipe_full data.root=/data/my_corpus hydra.run.dir=outputs/train/runs/<run> ckpt_path=last",
+    ],
+    "pack": [
+        "python -m sign_ctc.pack data=phoenix2014 data.root=/data/phoenix-2014-multisigner data.landmarks_dir=/data/ph14_lm",
+    ],
+}
+
+# README commands no test here runs, and why.
+NOT_RUN_HERE: dict[str, str] = {
+    "make train": ".ci/run runs it (13 minutes on 2 cores); its command line is train.py's defaults",
+    "make test": "the test suite itself, run by .ci/run",
+    'make train ARGS="seed=1"': "a make train variant (.ci/run runs make train)",
+    "make test-slow": "run by .ci/run",
+    "make test-all": "make test + make test-slow",
+    "make bench": "benchmarks print figures; tests/test_bench.py runs each script's smoke mode",
+    "python bench/report.py": "benchmark report (tests/test_bench.py)",
+    "python bench/bench_train.py --fraction 1": "full PHOENIX-scale benchmark (~11 GB, hours on 2 cores)",
+}
+
+INLINE = re.compile(r"`((?:python|make|\.venv/bin/python) [^`]+)`")
+
+
+def readme_commands(text: str | None = None) -> list[str]:
+    """Commands of the README: fenced bash lines (continuations joined, comments dropped) and inline
+    `python ...` / `make ...` spans."""
+    text = README.read_text(encoding="utf-8") if text is None else text
+    commands: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
+            if line:
+                commands.append(re.sub(r"\s+", " ", line))
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    commands += [re.sub(r"\s+", " ", m) for m in INLINE.findall(prose)]
+    return commands
+
+
+def test_every_readme_command_is_run() -> None:
+    documented = set(readme_commands())
+    run = {c for cmds in RUNS.values() for c in cmds}
+    assert sorted(documented - run - set(NOT_RUN_HERE)) == [], "README commands no test runs"
+    assert sorted(run - documented) == [], "tests run commands the README no longer shows"
+    assert sorted(set(NOT_RUN_HERE) - documented) == [], "stale NOT_RUN_HERE entries"
+
+
+def test_readme_parser_reads_blocks_continuations_and_inline() -> None:
+    text = "x `python a.py b=1` y\n```bash\n# note\npython t.py \\\n  x=1   # why\nmake test\n```\n"
+    assert readme_commands(text) == ["python t.py x=1", "make test", "python a.py b=1"]
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+class Shell:
+    """Runs README commands from one scratch folder with placeholders mapped to real paths."""
+
+    def __init__(self, cwd: Path, paths: dict[str, Path | str]):
+        self.cwd = cwd
+        self.paths = {k: str(v) for k, v in paths.items()}
+
+    def fill(self, command: str, **extra: str) -> list[str]:
+        mapping = {**self.paths, **extra}
+        for key in sorted(mapping, key=len, reverse=True):
+            command = command.replace(key, mapping[key])
+        argv = shlex.split(command)
+        assert argv[0] == "python", command
+        argv[0] = sys.executable
+        if argv[1] in ("train.py", "eval.py"):
+            argv[1] = str(ROOT / argv[1])
+        return argv
+
+    def run(self, key: str, index: int, timeout: int = 900, **extra: str) -> subprocess.CompletedProcess:
+        command = RUNS[key][index]
+        assert command in readme_commands(), f"not in README: {command}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+        proc = subprocess.run(self.fill(command, **extra), cwd=self.cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        return proc
+
+    def runs(self, kind: str = "train/runs") -> set[Path]:
+        folder = self.cwd / "outputs" / kind
+        return set(folder.iterdir()) if folder.is_dir() else set()
+
+    def run_new(self, key: str, index: int, kind: str = "train/runs", **extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+        """Run a command that makes one new run folder; returns it."""
+        before = self.runs(kind)
+        proc = self.run(key, index, **extra)
+        (new,) = self.runs(kind) - before
+        return proc, new
+
+
+def test_placeholders_are_filled_exactly(tmp_path: Path) -> None:
+    shell = Shell(tmp_path, {"/data/my_corpus": tmp_path / "c"})
+    argv = shell.fill(RUNS["own_corpus"][3])
+    assert argv == [sys.executable, str(ROOT / "train.py"), "model=i3d", "data=mediapipe_full",
+                    f"data.root={tmp_path / 'c'}"]
+
+
+def video_frames() -> list:
+    import cv2
+
+    cap = cv2.VideoCapture(str(VIDEO))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def frame_folder(folder: Path, frames: Iterable, ext: str = ".png") -> None:
+    import cv2
+
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"images{i:04d}{ext}"), frame)
+
+
+# Own corpus: frame folders of the real video (overlapping stretches), glosses made up per sentence.
+OWN = {"train": {"clip_a": (0, 24, "HELLO YOU"), "clip_b": (17, 41, "YOU THANK"), "clip_c": (34, 58, "THANK HELLO")},
+       "dev": {"clip_d": (8, 32, "HELLO THANK")}, "test": {"clip_e": (26, 50, "YOU HELLO")}}
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory, small_corpus) -> Shell:
+    """A scratch folder with every corpus of the README's commands."""
+    work = tmp_path_factory.mktemp("front_door")
+    data = work / "data"
+    frames = video_frames()
+    for split, clips in OWN.items():
+        for name, (a, b, _) in clips.items():
+            frame_folder(data / "my_videos" / split / name, frames[a:b])
+    corpora.phoenix2014(small_corpus, data / "phoenix-2014-multisigner", data / "ph14_lm")
+    corpora.phoenix2014t(small_corpus, data / "PHOENIX-2014-T", data / "ph14t_lm")
+    corpora.csl_daily(small_corpus, data / "CSL-Daily", data / "csl_lm")
+    return Shell(work, {
+        "/data/my_videos": data / "my_videos", "/data/my_corpus": data / "my_corpus",
+        "/data/phoenix-2014-multisigner": data / "phoenix-2014-multisigner", "/data/ph14_lm": data / "ph14_lm",
+        "/data/PHOENIX-2014-T": data / "PHOENIX-2014-T", "/data/ph14t_lm": data / "ph14t_lm",
+        "/data/CSL-Daily": data / "CSL-Daily", "/data/csl_lm": data / "csl_lm", "/data/clip.mp4": VIDEO,
+    })
+
+
+def check_trained(proc: subprocess.CompletedProcess, run: Path) -> dict:
+    """A run that trained, tested on its best checkpoint and printed the test WER."""
+    assert re.search(r"^test WER \d+\.\d\d%", proc.stdout, flags=re.M), proc.stdout[-2000:]
+    results = json.loads((run / "test_results.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] >= 1
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "wandb").glob("offline-run-*")), "the default W&B logger wrote no offline run"
+    assert results["checkpoint"].endswith("best.ckpt") and 0.0 <= results["test"]["wer"] <= 100.0
+    return results
+
+
+@pytest.fixture(scope="module")
+def own_run(shell: Shell) -> Path:
+    """Extract the three splits from frame folders, write the annotations, train (the design card)."""
+    for i, split in enumerate(("train", "dev", "test")):
+        shell.run("own_corpus", i)
+        out = Path(shell.paths["/data/my_corpus"]) / split
+        assert sorted(p.stem for p in out.glob("*.pose")) == sorted(OWN[split])
+    root = Path(shell.paths["/data/my_corpus"])
+    for split, clips in OWN.items():
+        rows = ["id|folder|signer|annotation"] + [f"{n}|{n}|s1|{g}" for n, (_, _, g) in clips.items()]
+        (root / f"{split}.corpus.csv").write_text("\n".join(rows) + "\n")
+    proc, run = shell.run_new("own_corpus", 3)
+    check_trained(proc, run)
+    return run
+
+
+@pytest.mark.slow
+def test_own_corpus_from_frame_folders_trains_and_prints_wer(own_run: Path) -> None:
+    results = json.loads((own_run / "test_results.json").read_text())
+    assert results["test"]["sentences"] == 1 and results["test"]["num_ref"] == 2
+
+
+@pytest.fixture(scope="module")
+def phoenix_run(shell: Shell) -> Path:
+    proc, run = shell.run_new("phoenix2014", 0)
+    results = check_trained(proc, run)
+    assert results["test"]["sentences"] == corpora.SIZES["test"]
+    return run
+
+
+@pytest.mark.slow
+def test_phoenix2014_release_layout_trains(phoenix_run: Path) -> None:
+    cfg = (phoenix_run / ".hydra" / "config.yaml").read_text()
+    assert "Phoenix2014Corpus" in cfg and "max_epochs: 80" in cfg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["phoenix2014t", "csl_daily"])
+def test_release_layouts_train(shell: Shell, key: str) -> None:
+    proc, run = shell.run_new(key, 0)
+    results = check_trained(proc, run)
+    assert results["test"]["sentences"] == corpora.SIZES["test"]
+
+
+def test_extract_reads_each_release_layout(tmp_path: Path) -> None:
+    """PHOENIX-2014 / 2014-T / CSL-Daily release roots with frames of two train sentences."""
+    import cv2
+
+    pngs = sorted(PHOENIX_FRAMES.glob("*.png"))
+    frames = [cv2.imread(str(p)) for p in pngs]
+    ph = tmp_path / "phoenix-2014-multisigner"
+    (ph / "annotations" / "manual").mkdir(parents=True)
+    (ph / "annotations" / "manual" / "train.corpus.csv").write_text(
+        "id|folder|signer|annotation\nsent_a|sent_a/1/*.png|Signer01|REGEN\nsent_b|sent_b/1/*.png|Signer02|SONNE WIND\n")
+    for sid in ("sent_a", "sent_b"):
+        frame_folder(ph / "features" / "fullFrame-210x260px" / "train" / sid / "1", frames)
+    ph_t = tmp_path / "PHOENIX-2014-T"
+    (ph_t / "annotations" / "manual").mkdir(parents=True)
+    (ph_t / "annotations" / "manual" / "PHOENIX-2014-T.train.corpus.csv").write_text(
+        "name|video|start|end|speaker|orth|translation\nt_a|t_a/1/*.png|-1|-1|Signer01|REGEN|es regnet .\n")
+    frame_folder(ph_t / "features" / "fullFrame-210x260px" / "train" / "t_a", frames)
+    csl = tmp_path / "CSL-Daily"
+    corpora.csl_daily_labels({"train": [corpora.Sentence("S000000_P0000_T00", ("我", "好"), "0")],
+                              "dev": [corpora.Sentence("S000001_P0001_T00", ("你",), "1")], "test": []}, csl)
+    frame_folder(csl / "sentence_frames-512x512" / "frames_512x512" / "S000000_P0000_T00", frames, ".jpg")
+    shell = Shell(tmp_path, {"/data/phoenix-2014-multisigner": ph, "/data/ph14_lm": tmp_path / "ph14_lm",
+                             "/data/PHOENIX-2014-T": ph_t, "/data/ph14t_lm": tmp_path / "ph14t_lm",
+                             "/data/CSL-Daily": csl, "/data/csl_lm": tmp_path / "csl_lm"})
+    from sign_ctc.features.pose_io import read_pose
+
+    expected = {0: ("ph14_lm", ["sent_a", "sent_b"]), 1: ("ph14t_lm", ["t_a"]), 2: ("csl_lm", ["S000000_P0000_T00"])}
+    for index, (out, ids) in expected.items():
+        shell.run("extract_releases", index)
+        written = sorted((tmp_path / out / "train").glob("*.pose"))
+        assert [p.stem for p in written] == ids
+        assert all(len(read_pose(p)) == len(frames) for p in written)
+
+
+@pytest.mark.slow
+def test_eval_lm_and_beam_commands(shell: Shell, own_run: Path) -> None:
+    train_results = json.loads((own_run / "test_results.json").read_text())
+    _, greedy = shell.run_new("eval", 0, kind="eval/runs", **{"<run>": own_run.name})
+    test = json.loads((greedy / "test_results.json").read_text())["test"]
+    assert test["wer"] == pytest.approx(train_results["test"]["wer"])  # the run's own corpus, same checkpoint
+    assert (greedy / "test_predictions.csv").read_text() == (own_run / "test_predictions.csv").read_text()
+    _, beam = shell.run_new("eval", 1, kind="eval/runs", **{"<run>": own_run.name})
+    dev = json.loads((beam / "dev_results.json").read_text())["dev"]
+    assert dev["decoding"] == "BeamSearchDecoder" and dev["sentences"] == len(OWN["dev"])
+    shell.run("eval", 2)
+    arpa = (shell.cwd / "gloss.arpa").read_text()
+    assert "\\data\\" in arpa and "\\3-grams:" in arpa
+    _, lm = shell.run_new("eval", 3, kind="eval/runs", **{"<run>": own_run.name})
+    assert json.loads((lm / "test_results.json").read_text())["test"]["sentences"] == len(OWN["test"])
+
+
+@pytest.mark.slow
+def test_official_scoring_commands(shell: Shell, phoenix_run: Path) -> None:
+    from sign_ctc.sclite import find_sclite
+
+    if find_sclite() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("NIST sclite (Debian package sctk) is not installed in CI")
+        pytest.skip("NIST sclite (Debian package sctk) is not installed")
+    proc, ev = shell.run_new("official_scoring", 0, kind="eval/runs", **{"<run>": phoenix_run.name})
+    official = json.loads((ev / "dev_results.json").read_text())["dev"]["official"]
+    proc = shell.run("official_scoring", 1, **{"<eval run>": ev.name})
+    assert f"WER {official['wer']:.2f}%" in proc.stdout and f"sclite WER {official['wer']:.2f}%" in proc.stdout
+
+
+@pytest.mark.slow
+def test_predict_video(shell: Shell, own_run: Path) -> None:
+    proc = shell.run("predict", 0, **{"<run>": own_run.name})
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("signer_58f\t")]
+    glosses = line.split("\t")[1].split()
+    assert set(glosses) <= {"HELLO", "YOU", "THANK"}
+
+
+@pytest.mark.slow
+def test_diagnose_command(shell: Shell, own_run: Path) -> None:
+    proc = shell.run("diagnose", 0)
+    assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_sweep_commands(shell: Shell, own_run: Path) -> None:
+    _, sweep = shell.run_new("sweeps", 0, kind="train/multiruns")
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
+    proc = shell.run("sweeps", 1, **{"<sweep>": sweep.name})
+    assert (sweep / "summary.csv").is_file() and "model.optimizer.lr=0.001" in proc.stdout
+    _, joblib_sweep = shell.run_new("sweeps", 2, kind="train/multiruns")
+    for job in ("0", "1"):
+        assert json.loads((joblib_sweep / job / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_optuna_command(shell: Shell, own_run: Path) -> None:
+    shell.run("optuna", 0)
+    import optuna
+
+    db = shell.cwd / "outputs" / "train" / "optuna" / "sign_ctc_i3d" / "optuna.db"
+    study = optuna.load_study(study_name="sign_ctc_i3d", storage=f"sqlite:///{db}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and done[0].params != done[1].params
+
+
+@pytest.mark.slow
+def test_ddp_command(shell: Shell, own_run: Path) -> None:
+    proc, run = shell.run_new("ddp", 0)
+    check_trained(proc, run)
+
+
+@pytest.mark.slow
+def test_resume_command_on_a_finished_run(shell: Shell, own_run: Path) -> None:
+    before = (own_run / "metrics.json").read_text()
+    proc = shell.run("resume", 0, **{"<run>": own_run.name})
+    assert (own_run / "metrics.json").read_text() == before  # completed: not re-run
+    assert "already completed" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_pack_command(shell: Shell) -> None:
+    proc = shell.run("pack", 0)
+    for split in ("train", "dev", "test"):
+        assert (Path(shell.paths["/data/ph14_lm"]) / "store" / split / "manifest.json").is_file()
+    assert "pack: train" in proc.stdout
