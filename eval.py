@@ -4,6 +4,12 @@
     python eval.py ckpt_path=... split=dev decoding=beam \
         scoring.stm=<root>/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014
     python eval.py ckpt_path=... data=phoenix2014 data.root=... data.landmarks_dir=...   # another corpus
+    python eval.py ckpt_path=... decoding=beam decoding.lm_path=gloss.arpa decoding.tune=true
+
+``decoding.tune=true`` chooses the LM weight and word bonus on the dev split (one forward pass,
+a grid of decodes), writes them to ``<ckpt stem>.decoding.json`` beside the checkpoint and then
+evaluates ``split`` with them; later ``decoding=beam`` runs without ``decoding.lm_weight`` /
+``decoding.word_bonus`` on the command line reuse that file (:mod:`sign_ctc.decoding_tuning`).
 
 What the model saw in training comes from the checkpoint, never from the command line: vocabulary,
 normalization statistics and the missing-landmark mode (`data.missing`; a command line that sets
@@ -19,12 +25,19 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
 from sign_ctc.ctm import ctm_lines, read_stm, write_ctm
+from sign_ctc.decoding_tuning import (
+    decoder_settings,
+    format_tuning,
+    is_beam,
+    set_on_command_line,
+    tune_on_dev,
+    with_tuned_values,
+)
 from sign_ctc.instantiate import instantiate_group
 from sign_ctc.reports import format_result, result_summary, write_predictions, write_results
 from sign_ctc.score import format_report, score
@@ -36,24 +49,47 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Decode one split with the checkpoint's own vocabulary and normalization statistics."""
     apply_backend(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
+    decoding = cfg.get("decoding")
+    tune = is_beam(decoding) and bool(decoding.get("tune"))
+    tuning = None
+    if not tune:  # a matching <ckpt stem>.decoding.json supplies the tuned LM weight and bonus
+        decoding, tuning = with_tuned_values(decoding, cfg.ckpt_path)
+    decoder = hydra.utils.instantiate(decoding) if decoding and not tune else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)
     data_cfg = corpus_config(cfg, model.recipe)
-    missing = trained_missing_mode(model.recipe, data_cfg.get("missing"), _set_on_command_line("data.missing"))
+    missing = trained_missing_mode(model.recipe, data_cfg.get("missing"), set_on_command_line("data.missing"))
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(data_cfg, missing=missing)
     datamodule.prepare_data()
     datamodule.vocab = model.vocab  # decode with the checkpoint's vocabulary, never a rebuilt one
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     split = cfg.get("split", "test")
+    if tune:
+        if split == "dev":
+            log.warning("split=dev with decoding.tune=true: the WER is measured on the split the values were tuned on")
+        dev_loader = datamodule.loader("dev", False, datamodule.eval_batch_size)
+
+        def dev_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:  # no loggers: dev is not the test metric
+            return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks, enable_progress_bar=False)
+
+        decoding, tuning = tune_on_dev(decoding, cfg.ckpt_path, model, dev_loader, dev_trainer)
+        model.test_decoder = hydra.utils.instantiate(decoding)(vocab_tokens=model.vocab.tokens)
+        print(format_tuning(tuning))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     loader = datamodule.loader(split, False, datamodule.eval_batch_size)
     trainer.test(model, dataloaders=loader)
 
     result = model.last_result
     if not trainer.is_global_zero:  # every rank holds the gathered result; one writes it
         return result_summary(result)
+    source = ("tuned on dev (this run)" if tune else tuning["file"]) if tuning else "config"
     summary = {**result_summary(result), "split": split, "decoding": type(model.test_decoder).__name__,
-               "missing": datamodule.missing}
+               "decoder": decoder_settings(model.test_decoder, source), "missing": datamodule.missing}
+    if tuning:
+        summary["tuning"] = tuning
+    if is_beam(decoding):
+        d = summary["decoder"]
+        print(f"decoding: beam width {d['beam_width']}, lm_path={d['lm_path']}, lm_weight={d['lm_weight']:g}, "
+              f"word_bonus={d['word_bonus']:g} ({source})")
     predictions = model.predictions
     write_predictions(output_dir / f"{split}_predictions.csv", predictions)
     write_ctm(output_dir / f"{split}_hyp.ctm",
@@ -100,14 +136,6 @@ def trained_missing_mode(recipe: dict[str, Any], configured: str | None, explici
         else:
             log.info("missing-landmark mode from the checkpoint: %s (data config: %s)", trained, configured)
     return trained
-
-
-def _set_on_command_line(key: str) -> bool:
-    """Whether a Hydra override of this run sets ``key`` (``key=``, ``+key=``, ``++key=``)."""
-    if not HydraConfig.initialized():
-        return False
-    overrides = HydraConfig.get().overrides.task
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
 
 
 def _log_wandb(loggers: list[Any], split: str, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:

@@ -92,8 +92,14 @@ class CTCModule(pl.LightningModule):
     def __init__(self, net: Callable[..., nn.Module], normalizer: Normalizer, vocab: Sequence[str],
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, zero_infinity: bool = False,
-                 test_decoder: Callable[..., Any] | None = None):
+                 test_decoder: Callable[..., Any] | None = None, aux_ctc_weight: float = 0.0,
+                 scheduler_interval: str = "epoch"):
+        """``aux_ctc_weight``: weight of the net's auxiliary CTC head (``net.aux_ctc``) in the loss.
+        ``scheduler_interval``: ``epoch``, or ``step`` (the scheduler factory then also receives
+        ``total_steps``, e.g. OneCycleLR: warm-up and annealing per optimizer step)."""
         super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.save_hyperparameters(ignore=["net", "normalizer", "optimizer", "scheduler", "test_decoder"])
         self.vocab = Vocabulary(vocab)
         self.normalizer = normalizer
@@ -101,6 +107,10 @@ class CTCModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.zero_infinity = zero_infinity
+        self.aux_ctc_weight = float(aux_ctc_weight)
+        if self.aux_ctc_weight and getattr(self.net, "aux_classifier", None) is None:
+            raise ValueError("model.aux_ctc_weight > 0 needs a net with an auxiliary head (model.net.aux_ctc=true)")
+        self.scheduler_interval = scheduler_interval
         self.test_decoder = test_decoder(vocab_tokens=self.vocab.tokens) if test_decoder else None
         self.nonfinite_event: NonFiniteEvent | None = None
         # This step's total gradient norm, when the NaN guard has measured it: clipping reuses it.
@@ -165,12 +175,24 @@ class CTCModule(pl.LightningModule):
         if bad.any():
             self._report("input", batch, bad)
             return None
-        log_probs, out_lengths = self(feats, batch["presence"], batch["lengths"])
+        aux_log_probs = None
+        if self.aux_ctc_weight:
+            x = self.normalizer(feats, batch["presence"], batch["lengths"])
+            logits, out_lengths, aux = self.net(x, batch["presence"], batch["lengths"], return_aux=True)
+            log_probs, aux_log_probs = logits.float().log_softmax(-1), aux.float().log_softmax(-1)
+        else:
+            log_probs, out_lengths = self(feats, batch["presence"], batch["lengths"])
         bad = nonfinite_samples(log_probs)
+        if aux_log_probs is not None:
+            bad |= nonfinite_samples(aux_log_probs)
         if bad.any():
             self._report("forward", batch, bad)
             return None
         per_sample, feasible, _ = self.ctc_loss(log_probs, out_lengths, batch)
+        if aux_log_probs is not None:
+            aux_per_sample, _, _ = self.ctc_loss(aux_log_probs, out_lengths, batch)
+            self.log("train/aux_loss", aux_per_sample.mean(), batch_size=len(batch["ids"]))
+            per_sample = per_sample + self.aux_ctc_weight * aux_per_sample
         # All feasible by construction (output_lengths is exact). A net whose output_lengths
         # disagreed with its forward would show up here: reported as a loss event, never trained on.
         bad = ~feasible | ~torch.isfinite(per_sample)
@@ -254,8 +276,12 @@ class CTCModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if self.scheduler_interval == "step":
+            scheduler = self.scheduler_factory(optimizer=optimizer,
+                                               total_steps=int(self.trainer.estimated_stepping_batches))
+        else:
+            scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:

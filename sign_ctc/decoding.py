@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 
@@ -51,7 +52,12 @@ class BeamSearchDecoder:
     at the end; a positive ``word_bonus`` offsets the LM's bias towards short outputs.
 
     ``vocab_tokens[blank]`` is the CTC blank (``<blank>``, index 0) and index 1 is ``<unk>``;
-    tokens the LM does not know score as its ``<unk>``.
+    tokens the LM does not know score as its ``<unk>``. With ``lm_weight=0`` the LM adds nothing,
+    so it is not loaded (the file must still exist): same hypotheses, no Python LM calls.
+
+    ``tune``, ``tune_lm_weights``, ``tune_word_bonuses``: the dev-set grid of ``eval.py
+    decoding.tune=true`` (:mod:`sign_ctc.decoding_tuning`). They live in the decoder's config group
+    so that one ``decoding=beam`` carries them; the decoder only stores them.
     """
 
     def __init__(
@@ -64,6 +70,9 @@ class BeamSearchDecoder:
         beam_size_token: int | None = None,
         beam_threshold: float = 50.0,
         blank: int = 0,
+        tune: bool = False,
+        tune_lm_weights: Sequence[float] = (),
+        tune_word_bonuses: Sequence[float] = (),
     ):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
@@ -82,13 +91,14 @@ class BeamSearchDecoder:
         self.lm_path = lm_path
         self.lm_weight = lm_weight
         self.word_bonus = word_bonus
-        if lm_path is not None:
-            from flashlight.lib.text.decoder.kenlm import KenLM
-            from flashlight.lib.text.dictionary import Dictionary
-
-            if not os.path.isfile(lm_path):
-                raise FileNotFoundError(f"language model not found: {lm_path}")
-            base = KenLM(lm_path, Dictionary(self.vocab_tokens))
+        self.tune = bool(tune)
+        self.tune_lm_weights = [float(w) for w in tune_lm_weights]
+        self.tune_word_bonuses = [float(b) for b in tune_word_bonuses]
+        if lm_path is not None and not os.path.isfile(lm_path):
+            raise FileNotFoundError(f"language model not found: {lm_path}")
+        if lm_path is not None and lm_weight != 0.0:
+            st = os.stat(lm_path)
+            base = _load_kenlm(os.path.abspath(lm_path), st.st_mtime_ns, st.st_size, tuple(self.vocab_tokens))
             lm = _ScaledLM(base, lm_weight * math.log(10.0), word_bonus)  # KenLM scores are log10
         elif word_bonus != 0.0:
             lm = _ScaledLM(ZeroLM(), 0.0, word_bonus)
@@ -126,6 +136,16 @@ class BeamSearchDecoder:
             seq = [i for k, i in enumerate(path) if i != self.blank and (k == 0 or i != path[k - 1])]
             out.append(seq)
         return out
+
+
+@functools.lru_cache(maxsize=2)
+def _load_kenlm(path: str, mtime_ns: int, size: int, vocab_tokens: tuple[str, ...]):  # noqa: ANN202
+    """One loaded KenLM per file version and vocabulary: decoders built in a row (a tuning grid)
+    share it instead of re-reading the ARPA each time. Its queries keep no state between decodes."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    return KenLM(path, Dictionary(list(vocab_tokens)))
 
 
 @functools.lru_cache(maxsize=1)

@@ -43,8 +43,10 @@ def valid_channels(presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return channel_presence(presence) & time_mask(lengths, presence.shape[1])[..., None]
 
 
-def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence shoulder midpoint [B, 3] (z kept) and shoulder width [B] from present pose frames."""
+def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+               per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shoulder midpoint (z set to 0) and shoulder width: per sequence ([B, 3], [B]) from its present
+    pose frames, or ``per_frame`` ([B, T, 3], [B, T]; frames without a pose take the sequence's)."""
     pose_ok = presence[..., 0].bool() & time_mask(lengths, features.shape[1])
     ls = features[..., 3 * LEFT_SHOULDER : 3 * LEFT_SHOULDER + 3]
     rs = features[..., 3 * RIGHT_SHOULDER : 3 * RIGHT_SHOULDER + 3]
@@ -55,25 +57,37 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
     width = (((ls - rs)[..., :2].norm(dim=-1, keepdim=True)) * w).sum(1) / count
     has_pose = pose_ok.any(1)
     centre = torch.where(has_pose[:, None], centre, torch.zeros_like(centre))
-    width = torch.where(has_pose, width.squeeze(-1), torch.ones_like(width.squeeze(-1)))
-    return centre, width.clamp_min(1e-3)
+    width = torch.where(has_pose, width.squeeze(-1), torch.ones_like(width.squeeze(-1))).clamp_min(1e-3)
+    if not per_frame:
+        return centre, width
+    frame_centre = (ls + rs) / 2
+    frame_centre[..., 2] = 0.0
+    frame_width = (ls - rs)[..., :2].norm(dim=-1)
+    ok = pose_ok & (frame_width > 1e-3)
+    return (torch.where(ok[..., None], frame_centre, centre[:, None, :]),
+            torch.where(ok, frame_width, width[:, None]))
 
 
-def body_affine(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Body-relative coordinates as one affine map x * scale + offset ([B, 1, 1], [B, 1, 6516]).
+def body_affine(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Body-relative coordinates as one affine map x * scale + offset ([B, 1|T, 1], [B, 1|T, 6516]).
 
     Static coordinates are centred on the shoulder midpoint, everything is divided by the shoulder
-    width; the temporal channels are differences, so the centre cancels there.
+    width; the temporal channels are differences, so a per-sequence centre cancels there (per frame,
+    they are only rescaled: differences of the raw coordinates in that frame's shoulder widths).
     """
-    centre, width = body_frame(features, presence, lengths)
-    scale = (1.0 / width)[:, None, None]
-    offset = features.new_zeros(features.shape[0], 1, FEATURE_DIM)
-    offset[:, 0, :STATIC_DIM] = -(centre * scale[:, 0]).repeat(1, STATIC_DIM // 3)
+    centre, width = body_frame(features, presence, lengths, per_frame)
+    if not per_frame:
+        centre, width = centre[:, None, :], width[:, None]
+    scale = (1.0 / width)[..., None]
+    offset = features.new_zeros(features.shape[0], centre.shape[1], FEATURE_DIM)
+    offset[..., :STATIC_DIM] = -(centre * scale).repeat(1, 1, STATIC_DIM // 3)
     return scale, offset
 
 
-def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    scale, offset = body_affine(features, presence, lengths)
+def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                        per_frame: bool = False) -> torch.Tensor:
+    scale, offset = body_affine(features, presence, lengths, per_frame)
     return torch.addcmul(offset, features, scale)
 
 
@@ -81,12 +95,15 @@ class Normalizer(nn.Module):
     """The one place features are normalized; statistics are buffers saved in checkpoints."""
 
     def __init__(self, mode: str = "per_sample", body_relative: bool = False, std_floor: float = 1e-4,
-                 clip: float = 10.0):
+                 clip: float = 10.0, body_per_frame: bool = False):
+        """``body_per_frame``: with ``body_relative``, centre and scale each frame on its own
+        shoulders (the signer moving in the picture is removed) instead of the sequence's mean."""
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"normalization mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.body_relative = body_relative
+        self.body_per_frame = body_per_frame
         self.std_floor = std_floor
         self.clip = clip
         self.register_buffer("mean", torch.zeros(FEATURE_DIM))
@@ -98,14 +115,16 @@ class Normalizer(nn.Module):
         return not bool(self.fitted)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, body_relative={self.body_relative}, std_floor={self.std_floor}, clip={self.clip}"
+        return (f"mode={self.mode}, body_relative={self.body_relative}, body_per_frame={self.body_per_frame}, "
+                f"std_floor={self.std_floor}, clip={self.clip}")
 
     def describe(self) -> dict[str, Any]:
-        return {"mode": self.mode, "body_relative": self.body_relative, "std_floor": self.std_floor, "clip": self.clip}
+        return {"mode": self.mode, "body_relative": self.body_relative, "body_per_frame": self.body_per_frame,
+                "std_floor": self.std_floor, "clip": self.clip}
 
     def _pre(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         features = features.clamp(-RAW_LIMIT, RAW_LIMIT)
-        return apply_body_relative(features, presence, lengths) if self.body_relative else features
+        return apply_body_relative(features, presence, lengths, self.body_per_frame) if self.body_relative else features
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.needs_fit:
@@ -115,7 +134,7 @@ class Normalizer(nn.Module):
         groups = (group_presence(presence) & time_mask(lengths, presence.shape[1])[..., None, None]).to(features.dtype)
         x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if self.mode == "per_sample" else features
         if self.body_relative:
-            scale, offset = body_affine(x, presence, lengths)
+            scale, offset = body_affine(x, presence, lengths, self.body_per_frame)
         else:
             scale, offset = x.new_ones(x.shape[0], 1, 1), x.new_zeros(x.shape[0], 1, FEATURE_DIM)
         if self.mode == "global":

@@ -4,12 +4,15 @@
     python -m sign_ctc.predict pose=clip.pose ckpt_path=...
 
 Everything comes from the checkpoint: vocabulary, normalization statistics, missing-landmark
-handling and the feature layout version (a mismatch is refused).
+handling and the feature layout version (a mismatch is refused). With ``decoding=beam``, the LM
+weight and word bonus tuned on dev by ``eval.py ... decoding.tune=true`` (``<ckpt stem>.decoding.json``
+beside the checkpoint) are used unless the command line sets them (:mod:`sign_ctc.decoding_tuning`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,12 @@ from sign_ctc.atomic import write_text_atomic
 from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
 from sign_ctc.ctc_module import CTCModule
+from sign_ctc.decoding_tuning import with_tuned_values
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
+
+log = logging.getLogger(__name__)
 
 
 def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
@@ -64,7 +70,11 @@ def predict(model: CTCModule, lm: Landmarks) -> list[str]:
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     apply_backend(cfg)
-    decoder = hydra.utils.instantiate(cfg.decoding) if cfg.get("decoding") else None
+    decoding = cfg.get("decoding")
+    if decoding is not None and decoding.get("tune"):
+        log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
+    decoding, _ = with_tuned_values(decoding, cfg.ckpt_path)
+    decoder = hydra.utils.instantiate(decoding) if decoding else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)
     results = []
     for sid, lm in landmarks_of(cfg):

@@ -56,6 +56,7 @@ RUNS: dict[str, list[str]] = {
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev decoding=beam decoding.beam_width=10",
         "python -m sign_ctc.lm --corpus-csv /data/my_corpus/train.corpus.csv --order 3 --out gloss.arpa",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa decoding.lm_weight=0.5",
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa decoding.tune=true",
     ],
     "official_scoring": [
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev scoring.stm=/data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014",
@@ -331,6 +332,14 @@ def test_eval_lm_and_beam_commands(shell: Shell, own_run: Path) -> None:
     assert "\\data\\" in arpa and "\\3-grams:" in arpa
     _, lm = shell.run_new("eval", 3, kind="eval/runs", **{"<run>": own_run.name})
     assert json.loads((lm / "test_results.json").read_text())["test"]["sentences"] == len(OWN["test"])
+    # LM weight and word bonus tuned on dev, written beside the checkpoint, then used on test
+    proc, tuned = shell.run_new("eval", 4, kind="eval/runs", **{"<run>": own_run.name})
+    record = json.loads((own_run / "checkpoints" / "best.decoding.json").read_text())
+    assert Path(record["lm_path"]) == (shell.cwd / "gloss.arpa").resolve() and record["sentences"] == len(OWN["dev"])
+    assert record["dev_wer"] <= min(p["wer"] for p in record["grid"] if p["lm_weight"] == 0.0)
+    test = json.loads((tuned / "test_results.json").read_text())["test"]
+    assert (test["decoder"]["lm_weight"], test["decoder"]["word_bonus"]) == (record["lm_weight"], record["word_bonus"])
+    assert test["tuning"]["grid"] == record["grid"] and "chosen: lm_weight=" in proc.stdout
 
 
 @pytest.mark.slow

@@ -43,3 +43,109 @@ def test_sample_output_does_not_depend_on_batch_padding():
         both, n_both = model(batch, presence, torch.tensor([37, 90]))
     assert int(n_both[0]) == int(n_alone[0])
     torch.testing.assert_close(both[0, : int(n_alone[0])], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_modalities_subset_reads_only_those_blocks():
+    torch.manual_seed(0)
+    net = I3DTeacher(10, WIDTHS, modalities=["pose", "hands", "face"]).eval()
+    assert set(net.fusion.projections) == {"pose", "hands", "face"}
+    x = torch.randn(1, 40, 6516)
+    y = x.clone()
+    y[..., 1629:] = torch.randn(1, 40, 6516 - 1629)  # a different temporal block
+    with torch.no_grad():
+        assert torch.equal(net(x, torch.ones(1, 40, 4), torch.tensor([40]))[0],
+                           net(y, torch.ones(1, 40, 4), torch.tensor([40]))[0])
+    with pytest.raises(ValueError, match="modalities"):
+        I3DTeacher(10, WIDTHS, modalities=["hands", "mouth"])
+
+
+def test_aux_head_and_blank_bias():
+    torch.manual_seed(0)
+    net = I3DTeacher(10, WIDTHS, aux_ctc=True, blank_bias=2.5).eval()
+    assert float(net.classifier.bias[0]) == 2.5 and float(net.aux_classifier.bias[0]) == 2.5
+    with torch.no_grad():
+        logits, n, aux = net(torch.randn(2, 40, 6516), torch.ones(2, 40, 4), torch.tensor([40, 21]), return_aux=True)
+    assert logits.shape == aux.shape == (2, 10, 10) and n.tolist() == [10, 6]
+    assert len(net(torch.randn(1, 8, 6516), torch.ones(1, 8, 4), torch.tensor([8]))) == 2  # eval path unchanged
+
+
+def test_aux_ctc_loss_enters_the_training_loss():
+    from sign_ctc.ctc_module import CTCModule
+    from sign_ctc.normalization import Normalizer
+
+    def module(weight: float) -> CTCModule:
+        torch.manual_seed(0)
+        net = lambda num_classes: I3DTeacher(num_classes, WIDTHS, aux_ctc=True, dropout=0.0)  # noqa: E731
+        return CTCModule(net, Normalizer("none"), ["<blank>", "<unk>", "A", "B"],
+                         optimizer=lambda params: torch.optim.SGD(params, lr=0.1), aux_ctc_weight=weight)
+
+    batch = {"features": torch.randn(2, 40, 6516), "presence": torch.ones(2, 40, 4, dtype=torch.bool),
+             "lengths": torch.tensor([40, 32]), "targets": torch.tensor([2, 3, 3, 2]),
+             "target_lengths": torch.tensor([2, 2]), "ids": ["a", "b"]}
+    plain, with_aux = module(0.0), module(1.0)
+    for m in (plain, with_aux):
+        m.log = lambda *a, **k: None
+    main_loss = plain.training_step(batch, 0)
+    total = with_aux.training_step(batch, 0)
+    assert float(total) > float(main_loss) > 0  # same weights (seed 0): the aux CTC loss is added
+    with pytest.raises(ValueError, match="aux_ctc"):
+        CTCModule(lambda num_classes: I3DTeacher(num_classes, WIDTHS), Normalizer("none"), ["<blank>", "<unk>", "A"],
+                  optimizer=lambda params: torch.optim.SGD(params, lr=0.1), aux_ctc_weight=1.0)
+
+
+def test_masked_batchnorm_ignores_padding_in_training():
+    """With masked_bn a sample's training-mode output does not depend on the batch's padding."""
+    torch.manual_seed(0)
+    net = I3DTeacher(10, WIDTHS, masked_bn=True, dropout=0.0).train()
+    a = torch.randn(2, 37, 6516)
+    padded = torch.zeros(2, 90, 6516)
+    padded[:, :37] = a
+    ones = torch.ones(2, 90, 4)
+    lengths = torch.tensor([37, 37])
+    out_a, n_a = net(a, ones[:, :37], lengths)
+    out_p, n_p = net(padded, ones, lengths)
+    assert n_a.tolist() == n_p.tolist()
+    torch.testing.assert_close(out_p[:, : int(n_a[0])], out_a, atol=1e-4, rtol=1e-4)
+    plain = I3DTeacher(10, WIDTHS, dropout=0.0).train()
+    plain.load_state_dict(net.state_dict())
+    diff = (plain(padded, ones, lengths)[0][:, : int(n_a[0])] - plain(a, ones[:, :37], lengths)[0]).abs().max()
+    assert float(diff) > 1e-3  # plain BatchNorm: the padding changes the real frames' outputs
+
+
+def test_trained_batchnorm_shift_does_not_leak_padding_in_eval():
+    """Eval mode with non-trivial BatchNorm statistics (as after training): padding changes nothing.
+    (Before the mask between the Inception reduce and k=3 units, relu(BN(0)) of padded frames
+    leaked into the last real frames; a fresh model hid it, its BN maps 0 to 0.)"""
+    net = make()
+    torch.manual_seed(3)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    short = torch.randn(1, 36, 6516)
+    batch = torch.zeros(2, 90, 6516)
+    batch[0, :36] = short[0]
+    presence = torch.ones(2, 90, 4)
+    with torch.no_grad():
+        alone, n = net(short, presence[:1, :36], torch.tensor([36]))
+        both, _ = net(batch, presence, torch.tensor([36, 90]))
+    torch.testing.assert_close(both[0, : int(n[0])], alone[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("T", [33, 34, 35, 36, 70])
+def test_no_padding_leak_for_any_length_after_strided_pools(T):
+    net = make()
+    torch.manual_seed(T)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1)
+            m.bias.data.uniform_(-1, 1)
+    short = torch.randn(1, T, 6516)
+    batch = torch.zeros(2, 97, 6516)
+    batch[0, :T] = short[0]
+    presence = torch.ones(2, 97, 4)
+    with torch.no_grad():
+        alone, n = net(short, presence[:1, :T], torch.tensor([T]))
+        both, _ = net(batch, presence, torch.tensor([T, 97]))
+    torch.testing.assert_close(both[0, : int(n[0])], alone[0], atol=1e-4, rtol=1e-4)

@@ -175,3 +175,25 @@ def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
     assert float(interp[..., hands][filled_only].abs().max()) > 0.1
     assert torch.equal(zero[~filled_only.unsqueeze(-1).expand_as(zero)].isfinite(),
                        interp[~filled_only.unsqueeze(-1).expand_as(interp)].isfinite())
+
+
+def test_body_relative_per_frame_centres_every_frame_on_its_shoulders():
+    from sign_ctc.normalization import LEFT_SHOULDER, RIGHT_SHOULDER
+
+    torch.manual_seed(0)
+    T = 6
+    x = torch.zeros(1, T, 6516)
+    shift = torch.linspace(0.0, 0.5, T)  # the signer walks to the right
+    for t in range(T):
+        x[0, t, 3 * LEFT_SHOULDER] = 0.6 + shift[t]
+        x[0, t, 3 * RIGHT_SHOULDER] = 0.4 + shift[t]
+        x[0, t, 0] = 0.5 + shift[t]  # the nose, centred between the shoulders
+        x[0, t, 1] = 0.3
+    presence = torch.ones(1, T, 4, dtype=torch.bool)
+    lengths = torch.tensor([T])
+    per_frame = Normalizer("none", body_relative=True, body_per_frame=True)(x, presence, lengths)
+    per_seq = Normalizer("none", body_relative=True)(x, presence, lengths)
+    # shoulder width 0.2: the nose sits at x = 0 in every frame, y = 0.3 / 0.2 - 0 ... per frame
+    assert torch.allclose(per_frame[0, :, 0], torch.zeros(T), atol=1e-6)
+    assert torch.allclose(per_frame[0, :, 3 * LEFT_SHOULDER], torch.full((T,), 0.5), atol=1e-5)
+    assert float(per_seq[0, :, 0].std()) > 0.5  # per sequence the walk stays in the coordinates

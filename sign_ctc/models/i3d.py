@@ -41,30 +41,81 @@ def _mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x * keep[:, None, :].to(x.dtype)
 
 
-class Unit1d(nn.Module):
-    """Conv1d + BatchNorm + ReLU, as I3D's Unit3D."""
+class ValidFrames:
+    """The current stage's valid-frame mask [B, 1, T], shared by the masked BatchNorms of a net."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1):
+    def __init__(self) -> None:
+        self.mask: torch.Tensor | None = None
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm whose training statistics count only valid (unpadded) frames.
+
+    Plain BatchNorm averages over the padded zeros too, so its statistics (and the normalized values
+    of real frames) depend on how much padding a batch holds. Eval mode uses the running statistics
+    as usual; without a matching mask it behaves as plain BatchNorm.
+    """
+
+    def __init__(self, channels: int, frames: ValidFrames, **kwargs: float):
+        super().__init__(channels, **kwargs)
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.frames.mask
+        if not self.training or mask is None or mask.shape[-1] != x.shape[-1] or mask.shape[0] != x.shape[0]:
+            return super().forward(x)
+        m = mask.to(x.dtype)
+        count = m.sum().clamp_min(1.0)
+        mean = (x * m).sum((0, 2)) / count
+        var = (((x - mean[None, :, None]) * m) ** 2).sum((0, 2)) / count
+        with torch.no_grad():
+            unbiased = var * count / (count - 1).clamp_min(1.0)
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(unbiased.detach(), self.momentum)
+            self.num_batches_tracked += 1
+        x = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class Unit1d(nn.Module):
+    """Conv1d + BatchNorm + ReLU, as I3D's Unit3D (``frames``: masked BatchNorm over valid frames)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, frames: ValidFrames | None = None):
         super().__init__()
         self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
-        self.bn = nn.BatchNorm1d(cout, eps=1e-3, momentum=0.1)
+        self.bn = (MaskedBatchNorm1d(cout, frames, eps=1e-3, momentum=0.1) if frames is not None
+                   else nn.BatchNorm1d(cout, eps=1e-3, momentum=0.1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.bn(self.conv(x)))
 
 
 class Inception1d(nn.Module):
-    def __init__(self, cin: int, widths: Sequence[int]):
+    """``frames``: the valid-frame mask, applied between a reduce unit and its k=3 unit (BatchNorm's
+    shift makes padded frames non-zero there, and the k=3 convolution would read them into the last
+    real frames). ``masked_bn``: BatchNorm statistics over valid frames only."""
+
+    def __init__(self, cin: int, widths: Sequence[int], frames: ValidFrames | None = None, masked_bn: bool = False):
         super().__init__()
         b0, b1r, b1, b2r, b2, b3 = widths
-        self.b0 = Unit1d(cin, b0)
-        self.b1 = nn.Sequential(Unit1d(cin, b1r), Unit1d(b1r, b1, 3))
-        self.b2 = nn.Sequential(Unit1d(cin, b2r), Unit1d(b2r, b2, 3))
-        self.b3 = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), Unit1d(cin, b3))
+        bn_frames = frames if masked_bn else None
+        self.frames = frames
+        self.b0 = Unit1d(cin, b0, frames=bn_frames)
+        self.b1 = nn.Sequential(Unit1d(cin, b1r, frames=bn_frames), Unit1d(b1r, b1, 3, frames=bn_frames))
+        self.b2 = nn.Sequential(Unit1d(cin, b2r, frames=bn_frames), Unit1d(b2r, b2, 3, frames=bn_frames))
+        self.b3 = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), Unit1d(cin, b3, frames=bn_frames))
         self.out_channels = b0 + b1 + b2 + b3
 
+    def _masked(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.frames.mask if self.frames is not None else None
+        if mask is None or mask.shape[-1] != x.shape[-1] or mask.shape[0] != x.shape[0]:
+            return x
+        return x * mask.to(x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.b0(x), self.b1(x), self.b2(x), self.b3(x)], dim=1)
+        b1 = self.b1[1](self._masked(self.b1[0](x)))
+        b2 = self.b2[1](self._masked(self.b2[0](x)))
+        return torch.cat([self.b0(x), b1, b2, self.b3(x)], dim=1)
 
 
 class ModalityFusion(nn.Module):
@@ -74,14 +125,21 @@ class ModalityFusion(nn.Module):
     zeros are "not detected" rather than "at the origin".
     """
 
-    def __init__(self, widths: Mapping[str, int], out_dim: int, dropout: float, use_presence: bool = True):
+    def __init__(self, widths: Mapping[str, int], out_dim: int, dropout: float, use_presence: bool = True,
+                 modalities: Sequence[str] | None = None):
         super().__init__()
+        names = list(modalities) if modalities is not None else list(MODALITIES)
+        unknown = [m for m in names if m not in MODALITIES]
+        if unknown or not names:
+            raise ValueError(f"modalities must be a non-empty subset of {list(MODALITIES)}, got {names}")
+        # Only the chosen blocks are read (ablations: e.g. without the 4887-dim temporal block).
         self.projections = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(sl.stop - sl.start, widths[name]), nn.LayerNorm(widths[name]), nn.ReLU())
-            for name, sl in MODALITIES.items()
+            name: nn.Sequential(nn.Linear(MODALITIES[name].stop - MODALITIES[name].start, widths[name]),
+                                nn.LayerNorm(widths[name]), nn.ReLU())
+            for name in MODALITIES if name in names
         })
         self.use_presence = use_presence
-        fused_in = sum(widths[name] for name in MODALITIES) + (len(PARTS) if use_presence else 0)
+        fused_in = sum(widths[name] for name in self.projections) + (len(PARTS) if use_presence else 0)
         self.fuse = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused_in, out_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
@@ -92,22 +150,31 @@ class ModalityFusion(nn.Module):
 
 
 class I3DTeacher(nn.Module):
+    """``modalities``: feature blocks read (default all four). ``aux_ctc``: a second classifier on the
+    convolutional output (before the BiLSTM), trained with its own CTC loss (VAC-style: it gives the
+    convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank."""
+
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
                  fusion_dim: int = 256, lstm_hidden: int = 256, lstm_layers: int = 1, dropout: float = 0.3,
-                 temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True):
+                 temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True,
+                 modalities: Sequence[str] | None = None, aux_ctc: bool = False, blank_bias: float | None = None,
+                 masked_bn: bool = False):
         super().__init__()
+        # The valid frames of the current stage (masks inside the Inception blocks, masked BatchNorm).
+        self.frames = ValidFrames()
+        frames = self.frames if masked_bn else None  # masked_bn: BatchNorm statistics over valid frames
         if len(temporal_strides) != 4 or any(s not in (1, 2) for s in temporal_strides):
             raise ValueError("temporal_strides = (stem conv, stem pool, pool after 3c, pool after 4f), each 1 or 2")
         widths = dict(modality_widths or {"pose": 64, "hands": 128, "face": 64, "temporal": 128})
         self.strides = tuple(int(s) for s in temporal_strides)
-        self.fusion = ModalityFusion(widths, fusion_dim, dropout, use_presence)
-        self.stem_conv = Unit1d(fusion_dim, 64, 7, stride=self.strides[0])
+        self.fusion = ModalityFusion(widths, fusion_dim, dropout, use_presence, modalities)
+        self.stem_conv = Unit1d(fusion_dim, 64, 7, stride=self.strides[0], frames=frames)
         self.stem_pool = nn.MaxPool1d(3, stride=self.strides[1], padding=1)
-        self.stem_units = nn.ModuleList([Unit1d(64, 64, 1), Unit1d(64, 192, 3)])
+        self.stem_units = nn.ModuleList([Unit1d(64, 64, 1, frames=frames), Unit1d(64, 192, 3, frames=frames)])
         self.blocks = nn.ModuleDict()
         cin = 192
         for name, w in INCEPTION_WIDTHS.items():
-            self.blocks[name] = Inception1d(cin, w)
+            self.blocks[name] = Inception1d(cin, w, frames=self.frames, masked_bn=masked_bn)
             cin = self.blocks[name].out_channels
         self.pool3 = nn.MaxPool1d(3, stride=self.strides[2], padding=1)
         self.pool4 = nn.MaxPool1d(3, stride=self.strides[3], padding=1)
@@ -115,6 +182,11 @@ class I3DTeacher(nn.Module):
         self.lstm = nn.LSTM(cin, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
                             dropout=dropout if lstm_layers > 1 else 0.0)
         self.classifier = nn.Linear(2 * lstm_hidden, num_classes)
+        self.aux_classifier = nn.Linear(cin, num_classes) if aux_ctc else None
+        if blank_bias is not None:
+            for head in (self.classifier, self.aux_classifier):
+                if head is not None:
+                    nn.init.constant_(head.bias[:1], blank_bias)
 
     @property
     def total_stride(self) -> int:
@@ -131,27 +203,42 @@ class I3DTeacher(nn.Module):
         lengths = _out_len(lengths, 3, self.strides[2], 1)
         return _out_len(lengths, 3, self.strides[3], 1)
 
-    def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, T, 6516] -> logits [B, T', C] and their lengths [B]."""
+    def _set_valid(self, n: torch.Tensor, T: int | torch.Tensor) -> None:
+        """Tell the next stage's Inception blocks (and masked BatchNorms) which of its T frames are real."""
+        T = int(T)
+        self.frames.mask = (torch.arange(T, device=n.device)[None, :] < n[:, None])[:, None, :]
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                return_aux: bool = False) -> tuple[torch.Tensor, ...]:
+        """[B, T, 6516] -> logits [B, T', C] and their lengths [B] (+ the auxiliary head's logits with
+        ``return_aux`` when the net has one)."""
         h = self.fusion(x, presence).transpose(1, 2)  # [B, C, T]
         n = lengths
         h = _mask(h, n)
         n = _out_len(n, 7, self.strides[0], 3)
+        self._set_valid(n, _out_len(torch.tensor(h.shape[-1]), 7, self.strides[0], 3))
         h = _mask(self.stem_conv(h), n)
         n = _out_len(n, 3, self.strides[1], 1)
-        h = self.stem_pool(h)
+        h = _mask(self.stem_pool(h), n)
+        self._set_valid(n, h.shape[-1])
         for unit in self.stem_units:
             h = _mask(unit(h), n)
         for name, block in self.blocks.items():
             h = _mask(block(h), n)
             if name == "3c":
                 n = _out_len(n, 3, self.strides[2], 1)
-                h = self.pool3(h)
+                h = _mask(self.pool3(h), n)  # a window over the last real frame spills into frame n
+                self._set_valid(n, h.shape[-1])
             elif name == "4f":
                 n = _out_len(n, 3, self.strides[3], 1)
-                h = self.pool4(h)
+                h = _mask(self.pool4(h), n)
+                self._set_valid(n, h.shape[-1])
+        self.frames.mask = None
         h = self.dropout(h.transpose(1, 2))
         packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
-        return self.classifier(self.dropout(out)), n
+        logits = self.classifier(self.dropout(out))
+        if return_aux and self.aux_classifier is not None:
+            return logits, n, self.aux_classifier(h)
+        return logits, n
