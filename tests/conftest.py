@@ -58,3 +58,15 @@ def small_corpus(cache_dir: Path):
     corpus = SyntheticCorpus(cache_dir / "synthetic_s1234", train=48, dev=12, test=12)
     corpus.prepare()
     return corpus
+
+
+@pytest.fixture(scope="session")
+def abc_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A gloss 3-gram LM for which "A B" is always followed by C and D only ever starts a sentence
+    (decoding tests: it flips an A B D whose D is not acoustically clear)."""
+    from sign_ctc.lm import train_kneser_ney, write_arpa
+
+    lm = train_kneser_ney([["A", "B", "C"]] * 30 + [["D", "E"]] * 30 + [["A", "E"]] * 5, order=3)
+    path = tmp_path_factory.mktemp("lm") / "abc.arpa"
+    write_arpa(lm, path)
+    return str(path)

@@ -58,15 +58,6 @@ def test_beam_search_without_lm_is_the_best_path(peaked, beam_width):
     assert got[3] == [] and len(got[2]) <= 1 and len(got[0]) > 5
 
 
-@pytest.fixture(scope="module")
-def abc_lm(tmp_path_factory) -> str:
-    """An LM for which B is always followed by C, and D only ever starts a sentence."""
-    lm = train_kneser_ney([["A", "B", "C"]] * 30 + [["D", "E"]] * 30 + [["A", "E"]] * 5, order=3)
-    path = tmp_path_factory.mktemp("lm") / "abc.arpa"
-    write_arpa(lm, path)
-    return str(path)
-
-
 # A B then a frame where D is acoustically slightly more likely than C.
 AMBIGUOUS = _frames({"A": 0.9}, {"<blank>": 0.9}, {"B": 0.9}, {"<blank>": 0.9},
                     {"C": 0.44, "D": 0.46, "<blank>": 0.08}, {"<blank>": 0.9})

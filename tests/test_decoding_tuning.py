@@ -25,7 +25,6 @@ from sign_ctc.decoding_tuning import (
     with_tuned_values,
     write_tuned,
 )
-from sign_ctc.lm import train_kneser_ney, write_arpa
 from sign_ctc.scoring import wer
 
 VOCAB = ["<blank>", "<unk>", "A", "B", "C", "D", "E"]
@@ -45,15 +44,6 @@ def _frames(*rows: dict[str, float]) -> torch.Tensor:
 def _a_b_then(last: dict[str, float]) -> torch.Tensor:
     """Clear A, clear B, then a frame with ``last``'s probabilities."""
     return _frames({"A": 0.9}, {"<blank>": 0.9}, {"B": 0.9}, {"<blank>": 0.9}, last, {"<blank>": 0.9})
-
-
-@pytest.fixture(scope="module")
-def abc_lm(tmp_path_factory) -> str:
-    """An LM for which "A B" is always followed by C: it flips an A B D whose D is not clear."""
-    lm = train_kneser_ney([["A", "B", "C"]] * 30 + [["D", "E"]] * 30 + [["A", "E"]] * 5, order=3)
-    path = tmp_path_factory.mktemp("lm") / "abc.arpa"
-    write_arpa(lm, path)
-    return str(path)
 
 
 def _point(tuning: dict, w: float, b: float) -> dict:
