@@ -26,22 +26,29 @@ RESULTS = REPO / "bench" / "results" / "ablation.json"
 # The rows measured before body_per_frame became the default say so explicitly (SEQ), so every row
 # reproduces with today's defaults.
 SEQ = "normalization.body_per_frame=false"
+# Rows measured before the auxiliary CTC head became the default (2026-11-27) say so too (NO_AUX).
+NO_AUX = ["model.net.aux_ctc=false", "model.aux_ctc_weight=0.0"]
+AUX = ["model.net.aux_ctc=true", "model.aux_ctc_weight=1.0"]
 RUNS: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("former defaults (global norm., body-relative per sequence, all blocks)", [SEQ]),
-    "per_frame_body": ("body-relative per frame (the default now)", ["normalization.body_per_frame=true"]),
-    "no_temporal": ("without the temporal block", [SEQ, "model.net.modalities=[pose,hands,face]"]),
-    "aux_ctc": ("auxiliary CTC head on the conv output, weight 1",
-                [SEQ, "model.net.aux_ctc=true", "model.aux_ctc_weight=1.0"]),
+    "baseline": ("former defaults (global norm., body-relative per sequence, all blocks)", [SEQ, *NO_AUX]),
+    "per_frame_body": ("body-relative per frame", ["normalization.body_per_frame=true", *NO_AUX]),
+    "no_temporal": ("without the temporal block", [SEQ, *NO_AUX, "model.net.modalities=[pose,hands,face]"]),
+    "aux_ctc": ("auxiliary CTC head on the conv output, weight 1", [SEQ, *AUX]),
     "no_std": ("body-relative per sequence, no per-channel standardization",
-               [SEQ, "normalization=none", "normalization.body_relative=true"]),
-    "masked_bn": ("BatchNorm statistics over valid frames only", [SEQ, "model.net.masked_bn=true"]),
-    "per_frame_aux": ("per-frame body + aux CTC (all four blocks)",
-                      ["normalization.body_per_frame=true", "model.net.aux_ctc=true", "model.aux_ctc_weight=1.0"]),
-    "onecycle": ("one-cycle LR per step (peak 1e-3, 10% warm-up)",
-                 ["model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR", "~model.scheduler.T_max",
+               [SEQ, *NO_AUX, "normalization=none", "normalization.body_relative=true"]),
+    "masked_bn": ("BatchNorm statistics over valid frames only", [SEQ, *NO_AUX, "model.net.masked_bn=true"]),
+    "per_frame_aux": ("per-frame body + aux CTC (the default now)", ["normalization.body_per_frame=true", *AUX]),
+    "onecycle": ("per-frame body, one-cycle LR per step (peak 1e-3, 10% warm-up)",
+                 [*NO_AUX, "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR", "~model.scheduler.T_max",
                   "~model.scheduler.eta_min", "+model.scheduler.max_lr=1e-3", "+model.scheduler.pct_start=0.1",
                   "model.scheduler_interval=step"]),
-    "blank_bias": ("blank bias initialised to 2", ["model.net.blank_bias=2.0"]),
+    "blank_bias": ("per-frame body, blank bias initialised to 2", [*NO_AUX, "model.net.blank_bias=2.0"]),
+    "per_frame_no_temporal": ("per-frame body, without the temporal block",
+                              [*NO_AUX, "model.net.modalities=[pose,hands,face]"]),
+    "per_frame_no_std": ("per-frame body, no per-channel standardization",
+                         [*NO_AUX, "normalization=none", "normalization.body_relative=true",
+                          "normalization.body_per_frame=true"]),
+    "lr_3e-3": ("per-frame body, peak learning rate 3e-3 (cosine per epoch)", [*NO_AUX, "model.optimizer.lr=3e-3"]),
 }
 
 
@@ -84,8 +91,9 @@ def table(results: dict) -> str:
         if "error" in r:
             lines.append(f"| {key} | {RUNS.get(r['name'], ('',))[0]} | failed | | |")
             continue
+        seconds = r["seconds"] if r.get("seconds") is not None else "– (first epochs of a longer run)"
         lines.append(f"| {key} | {RUNS.get(r['name'], ('',))[0]} | {' → '.join(str(w) for w in r['dev_wer_by_epoch'])} "
-                     f"| {r['dev_wer_last']} | {r['seconds']} |")
+                     f"| {r['dev_wer_last']} | {seconds} |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,11 @@ def build_model(cfg: DictConfig, datamodule: SignDataModule) -> CTCModule:
     if normalizer.needs_fit:
         stats = normalizer.fit(datamodule.split_batches("train"))
         log.info("global normalization statistics from the train split: %s", stats)
+    distillation = hydra.utils.instantiate(cfg.distillation) if cfg.get("distillation") else None
+    if distillation is not None:  # after the fit: the teacher's statistics must equal the student's
+        distillation.attach(model, datamodule)
+        model.distillation = distillation
+        model.recipe["distillation"] = OmegaConf.to_container(cfg.distillation, resolve=True)
     return model
 
 

@@ -122,6 +122,9 @@ class CTCModule(pl.LightningModule):
         self.predictions: list[dict[str, Any]] = []
         # The resolved model + normalization configs, set by train.py; eval rebuilds from it.
         self.recipe: dict[str, Any] = {}
+        # A teacher to learn from (sign_ctc.distillation), set by build_model; not a submodule, so it
+        # is neither trained nor saved with this module.
+        self.distillation: Any = None
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +203,14 @@ class CTCModule(pl.LightningModule):
             self._report("loss", batch, bad, infeasible=int((~feasible).sum()))
             return None
         loss = per_sample.mean()
+        if self.distillation is not None:
+            kd = self.distillation.loss(log_probs, out_lengths, batch)
+            if not bool(torch.isfinite(kd)):
+                self._report("loss", batch, torch.ones(len(batch["ids"]), dtype=torch.bool), distillation=float(kd))
+                return None
+            self.log("train/ctc_loss", loss, batch_size=len(batch["ids"]))
+            self.log("train/kd_loss", kd, batch_size=len(batch["ids"]))
+            loss = loss + kd
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 

@@ -16,12 +16,17 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sign_ctc.atomic import write_text_atomic
 
+if TYPE_CHECKING:  # the scoring CLI reads CTM files without importing torch
+    from sign_ctc.alignment import GlossSpan
+
 #: The token the PHOENIX scripts put in an utterance that has no gloss left, so sclite aligns it.
 EMPTY = "[EMPTY]"
-#: Frame length used for CTM times we invent (the PHOENIX scripts use 0.030 s for [EMPTY]).
+#: Frame length used for CTM times we invent when a hypothesis has no alignment (the PHOENIX
+#: scripts use 0.030 s for [EMPTY]).
 TOKEN_DURATION = 0.03
 
 
@@ -79,11 +84,24 @@ def read_stm(path: str | os.PathLike) -> list[StmLine]:
 
 
 def ctm_lines(utterances: Iterable[tuple[str, Sequence[str]]], channel: str = "1") -> list[CtmLine]:
-    """One CTM line per token with made-up consecutive times (CSLR decoders give no timing)."""
+    """One CTM line per token with made-up consecutive times, for hypotheses without log-probs to
+    align (eval.py times the others with :func:`timed_ctm_lines`)."""
     out = []
     for uid, tokens in utterances:
         for k, tok in enumerate(tokens):
             out.append(CtmLine(uid, channel, round(k * TOKEN_DURATION, 3), TOKEN_DURATION, tok))
+    return out
+
+
+def timed_ctm_lines(uid: str, spans: Iterable[GlossSpan], fps: float, channel: str = "1") -> list[CtmLine]:
+    """CTM lines with real timing: each gloss's input frames from the CTC forced alignment
+    (:mod:`sign_ctc.alignment`) in seconds at the input's frame rate."""
+    if fps <= 0:
+        raise ValueError(f"{uid}: frame rate {fps!r} cannot time CTM lines")
+    out = []
+    for span in spans:
+        start, duration = span.seconds(fps)
+        out.append(CtmLine(uid, channel, round(start, 3), round(duration, 3), span.gloss))
     return out
 
 

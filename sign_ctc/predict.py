@@ -2,9 +2,12 @@
 
     python -m sign_ctc.predict video=clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt [decoding=beam]
     python -m sign_ctc.predict pose=clip.pose ckpt_path=...
+    python -m sign_ctc.predict video=clip.mp4 model_path=best.onnx   # exported by sign_ctc.export
 
 Everything comes from the checkpoint: vocabulary, normalization statistics, missing-landmark
-handling and the feature layout version (a mismatch is refused). With ``decoding=beam``, the LM
+handling and the feature layout version (a mismatch is refused). An exported model (ONNX or
+TorchScript, :mod:`sign_ctc.export`) gets the same features, and its JSON gives the rest; it decodes
+with the decoding config as given (tuned values belong to a checkpoint). With ``decoding=beam``, the LM
 weight and word bonus tuned on dev by ``eval.py ... decoding.tune=true`` (``<ckpt stem>.decoding.json``
 beside the checkpoint) are used unless the command line sets them (:mod:`sign_ctc.decoding_tuning`).
 """
@@ -13,8 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import torch
@@ -24,10 +28,14 @@ from sign_ctc.atomic import write_text_atomic
 from sign_ctc.backend import apply_backend
 from sign_ctc.checkpoint import load_module
 from sign_ctc.ctc_module import CTCModule
+from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding_tuning import with_tuned_values
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
+
+if TYPE_CHECKING:
+    from sign_ctc.export import ExportedModel
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +60,42 @@ def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
 
 
 @torch.no_grad()
-def predict(model: CTCModule, lm: Landmarks) -> list[str]:
-    """Gloss sequence of one sequence of landmarks."""
-    missing = model.recipe.get("features", {}).get("missing", "zero")
+def forward_landmarks(model: CTCModule, lm: Landmarks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [1, T', C] and output length [1] of one sequence, prepared as in training
+    (the checkpoint's missing-landmark mode, features derived from the landmarks)."""
+    feats, presence, lengths = model_inputs(lm, model.recipe.get("features", {}).get("missing", "zero"))
+    return model(feats, presence, lengths)
+
+
+def model_inputs(lm: Landmarks, missing: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features [1, T, 6516], presence [1, T, 4] and lengths [1] of one sequence, as in training:
+    missing parts filled by the model's ``missing`` mode, presence = parts that hold values."""
     points, filled = fill_missing(lm.points, lm.presence, missing)
     feats = features_from_landmarks(torch.from_numpy(points), torch.from_numpy(filled))[None]
-    presence = torch.from_numpy(filled)[None]  # as in training: parts that hold values
-    lengths = torch.tensor([feats.shape[1]])
-    log_probs, out_lengths = model(feats, presence, lengths)
-    ids = model.test_decoder.decode(log_probs, out_lengths)[0] if model.test_decoder else None
-    if ids is None:
-        from sign_ctc.decoding import greedy_decode
+    return feats, torch.from_numpy(filled)[None], torch.tensor([feats.shape[1]])
 
-        ids = greedy_decode(log_probs, out_lengths, model.vocab.blank_id)[0]
-    return model.vocab.decode(ids)
+
+def decode(log_probs: torch.Tensor, out_lengths: torch.Tensor, decoder: Any, vocab: Vocabulary) -> list[str]:
+    """Glosses of the first row: the configured decoder, or greedy without one."""
+    if decoder is not None:
+        return vocab.decode(decoder.decode(log_probs, out_lengths)[0])
+    from sign_ctc.decoding import greedy_decode
+
+    return vocab.decode(greedy_decode(log_probs, out_lengths, vocab.blank_id)[0])
+
+
+@torch.no_grad()
+def predict(model: CTCModule, lm: Landmarks) -> list[str]:
+    """Gloss sequence of one sequence of landmarks."""
+    log_probs, out_lengths = forward_landmarks(model, lm)
+    return decode(log_probs, out_lengths, model.test_decoder, model.vocab)
+
+
+def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None) -> list[str]:
+    """Gloss sequence of one sequence of landmarks with an exported model (same features)."""
+    feats, presence, _ = model_inputs(lm, model.missing)
+    log_probs, out_lengths = model(feats, presence)
+    return decode(log_probs, out_lengths, decoder, model.vocab)
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -73,12 +103,23 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     decoding = cfg.get("decoding")
     if decoding is not None and decoding.get("tune"):
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
-    decoding, _ = with_tuned_values(decoding, cfg.ckpt_path)
-    decoder = hydra.utils.instantiate(decoding) if decoding else None
-    model = load_module(cfg.ckpt_path, test_decoder=decoder)
+    if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
+        raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign_ctc.export> (one of them)")
+    if cfg.get("model_path"):
+        from sign_ctc.export import ExportedModel
+
+        exported = ExportedModel(cfg.model_path)
+        factory = hydra.utils.instantiate(decoding) if decoding else None
+        decoder = factory(vocab_tokens=exported.vocab.tokens) if factory else None
+        run_one = partial(predict_exported, exported, decoder=decoder)
+    else:
+        decoding, _ = with_tuned_values(decoding, cfg.ckpt_path)
+        factory = hydra.utils.instantiate(decoding) if decoding else None
+        model = load_module(cfg.ckpt_path, test_decoder=factory)
+        run_one = partial(predict, model)
     results = []
     for sid, lm in landmarks_of(cfg):
-        glosses = predict(model, lm)
+        glosses = run_one(lm)
         results.append({"id": sid, "frames": len(lm), "glosses": " ".join(glosses)})
         print(f"{sid}\t{' '.join(glosses)}")
     write_text_atomic(Path(cfg.paths.output_dir) / "predictions.json", json.dumps(results, indent=1) + "\n")

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 import corpora
 from conftest import CONF
 
-GROUPS = ["data", "model", "normalization", "augmentation", "decoding", "trainer", "logger", "callbacks",
+GROUPS = ["data", "model", "normalization", "augmentation", "distillation", "decoding", "trainer", "logger", "callbacks",
           "experiment", "hparams_search", "backend"]
 
 
@@ -37,7 +37,8 @@ def layouts(tmp_path_factory, small_corpus) -> dict[str, list[str]]:
     corpora.csl_daily(small_corpus, base / "csl", base / "csl_lm")
     release = {"phoenix2014": ("ph14", "ph14_lm"), "phoenix2014t": ("ph14t", "ph14t_lm"), "csl_daily": ("csl", "csl_lm")}
     out = {"mediapipe_full": [f"data.root={base / 'own'}"],
-           "synthetic": ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12"]}
+           "synthetic": ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12"],
+           "synthetic_hard": ["data.corpus.train=24", "data.corpus.dev=6", "data.corpus.test=6"]}
     for name, (root, lm) in release.items():
         out[name] = [f"data.root={base / root}", f"data.landmarks_dir={base / lm}"]
     return out
@@ -145,8 +146,15 @@ def test_hparams_search_and_launchers_instantiate(make_cfg) -> None:
     assert type(built).__name__ == "SlurmLauncher" and built.params["timeout_min"] == 240
 
 
+def test_eval_only_groups_instantiate(make_cfg) -> None:
+    for option in options("figure_style"):
+        cfg = make_cfg("ckpt_path=unused.ckpt", f"figure_style={option}", config_name="eval")
+        assert type(hydra.utils.instantiate(cfg.figure_style)).__name__ == "FigureStyle"
+
+
 def test_every_group_is_covered() -> None:
-    covered = set(GROUPS) | {"debug", "paths", "hydra"}  # debug: test_train.py runs each; paths/hydra: no objects
+    # debug: test_train.py runs each; paths/hydra: no objects; distillation: tests/test_distillation.py
+    covered = set(GROUPS) | {"debug", "paths", "hydra", "figure_style"}
     assert {d.name for d in CONF.iterdir() if d.is_dir()} == covered
 
 

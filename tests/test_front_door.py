@@ -65,6 +65,17 @@ RUNS: dict[str, list[str]] = {
     "predict": [
         "python -m sign_ctc.predict video=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
     ],
+    "export": [
+        "python -m sign_ctc.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=onnx",
+        "python -m sign_ctc.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=torchscript",
+        "python -m sign_ctc.predict video=/data/clip.mp4 model_path=outputs/train/runs/<run>/checkpoints/best.onnx",
+    ],
+    "render": [
+        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt sample=test_00004_S07 still=14",
+        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt pose=/data/my_corpus/test/clip_e.pose reference=\"YOU HELLO\"",
+        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt video=/data/clip.mp4",
+        "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt figures.n=10",
+    ],
     "diagnose": [
         "python -m sign_ctc.diagnose data=mediapipe_full data.root=/data/my_corpus",
     ],
@@ -91,6 +102,9 @@ RUNS: dict[str, list[str]] = {
 NOT_RUN_HERE: dict[str, str] = {
     "make train": ".ci/run runs it (13 minutes on 2 cores); its command line is train.py's defaults",
     "make test": "the test suite itself, run by .ci/run",
+    "python train.py model=student": ".ci/run runs it after make train (12 epochs on the default corpus)",
+    "python train.py model=student distillation=frame_kl distillation.teacher_ckpt=outputs/train/runs/<run>/checkpoints/best.ckpt":
+        ".ci/run runs it with make train's best checkpoint as the teacher",
     'make train ARGS="seed=1"': "a make train variant (.ci/run runs make train)",
     "make test-slow": "run by .ci/run",
     "make test-all": "make test + make test-slow",
@@ -362,6 +376,59 @@ def test_predict_video(shell: Shell, own_run: Path) -> None:
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("signer_58f\t")]
     glosses = line.split("\t")[1].split()
     assert set(glosses) <= {"HELLO", "YOU", "THANK"}
+
+
+@pytest.mark.slow
+def test_export_commands(shell: Shell, cache_dir: Path) -> None:
+    """Both export formats, then the README's predict on the real video with the ONNX model gives the
+    checkpoint's glosses. The checkpoint is a small untrained one in a run folder (blank bias -1, so
+    it emits glosses): exporting needs no trained model, and own_run trains for minutes."""
+    from conftest import SMALL_CORPUS, compose_cfg
+    from test_export import write_tiny_checkpoint
+
+    run = shell.cwd / "outputs" / "train" / "runs" / "export_tiny"
+    cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model.net.blank_bias=-1"], run, cache_dir)
+    ckpt = write_tiny_checkpoint(cfg, run / "checkpoints" / "best.ckpt")
+    for index, name in ((0, "best.onnx"), (1, "best.torchscript.pt")):
+        proc = shell.run("export", index, **{"<run>": run.name})
+        assert f"exported outputs/train/runs/{run.name}/checkpoints/{name}" in proc.stdout
+        meta = json.loads((ckpt.parent / f"{name}.json").read_text())
+        assert meta["net"] == "I3DTeacher" and max(meta["verified_max_abs_diff"].values()) <= 1e-4
+    lines = {}
+    for key, index in (("export", 2), ("predict", 0)):
+        proc = shell.run(key, index, **{"<run>": run.name})
+        (lines[key],) = [ln for ln in proc.stdout.splitlines() if ln.startswith("signer_58f\t")]
+    assert lines["export"] == lines["predict"] and lines["export"].split("\t")[1].split()
+
+
+@pytest.mark.slow
+def test_render_commands(shell: Shell, own_run: Path) -> None:
+    """Pictures of a corpus sample (the README's synthetic id stands for the own corpus' test clip), a
+    .pose with a reference, the real video, and eval.py's figures."""
+    import cv2
+
+    from sign_ctc.features.pose_io import read_pose
+
+    pose = Path(shell.paths["/data/my_corpus"]) / "test" / "clip_e.pose"
+    frames = len(read_pose(pose))
+    _, run = shell.run_new("render", 0, kind="render/runs", **{"<run>": own_run.name, "test_00004_S07": "clip_e"})
+    record = json.loads((run / "clip_e_alignment.json").read_text())
+    assert record["reference"] == "YOU HELLO" and record["frames"] == frames
+    cap = cv2.VideoCapture(str(run / "clip_e.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    cap.release()
+    still = cv2.imread(str(run / "clip_e_frame14.png"))
+    assert still is not None and still.shape[1] == 480 and (run / "clip_e_posteriorgram.png").is_file()
+    _, run = shell.run_new("render", 1, kind="render/runs", **{"<run>": own_run.name})
+    record = json.loads((run / "clip_e_alignment.json").read_text())
+    assert [s["gloss"] for s in record["reference_alignment"]] == ["YOU", "HELLO"]
+    proc, run = shell.run_new("render", 2, kind="render/runs", **{"<run>": own_run.name})
+    cap = cv2.VideoCapture(str(run / "signer_58f.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 58 and "signer_58f\t" in proc.stdout
+    cap.release()
+    _, ev = shell.run_new("render", 3, kind="eval/runs", **{"<run>": own_run.name})
+    figures = sorted(p.name for p in (ev / "figures").iterdir())
+    assert "worst_1_clip_e.mp4" in figures and "wer_by_length.png" in figures  # one test sentence: worst only
 
 
 @pytest.mark.slow

@@ -9,6 +9,10 @@ body size, position, speed, signing-space size and dominant hand; dev and test s
 train. Real faults are added: jitter, hands undetected in bursts (mostly when resting), and frames
 where nothing is detected.
 
+A harder corpus comes from the same generator (``conf/data/synthetic_hard.yaml``): a larger
+lexicon (``lexicon_size``), longer sentences (``min_glosses``/``max_glosses``), more signers and
+more detection noise (``detection_noise`` scales jitter and lost hands and frames).
+
 The corpus is written as ``{split}.corpus.csv`` (PHOENIX-2014 form) plus ``{split}/{id}.pose``
 (pose-format, 543 points, pixel coordinates, undetected parts masked with confidence 0), so it is
 read by exactly the same code as a real extracted corpus.
@@ -112,9 +116,12 @@ POSE_FIXED = {
 }
 
 
-def _grammar_sentence(rng: np.random.Generator) -> list[str]:
+def _grammar_sentence(rng: np.random.Generator, lexicon: dict[str, tuple[str, ...]] = LEXICON,
+                      min_glosses: int = 0, max_glosses: int = 10) -> list[str]:
+    """A weather-report sentence; clauses are added until it has ``min_glosses`` (0: the default
+    corpus's 2-10 gloss sentences), then it is cut at ``max_glosses``."""
     def pick(role: str) -> str:
-        return str(rng.choice(LEXICON[role]))
+        return str(rng.choice(lexicon[role]))
 
     def clause(first: bool) -> list[str]:
         words = []
@@ -135,11 +142,34 @@ def _grammar_sentence(rng: np.random.Generator) -> list[str]:
         words = [pick("Q"), *words]
     if len(words) <= 5 and rng.random() < 0.4:
         words += clause(False)
-    return words[:10]
+    while len(words) < min_glosses:
+        words += clause(False)
+    return words[:max_glosses]
 
 
-def _make_lexicon(rng: np.random.Generator) -> dict[str, Gloss]:
-    names = [g for role in LEXICON.values() for g in role]
+def _roles(size: int | None) -> dict[str, tuple[str, ...]]:
+    """The lexicon by role, grown to ``size`` glosses (None: the 60 built-in ones) by adding
+    numbered variants (``REGEN2``, ``NORD3``, ...), each a sign of its own, to every role but the
+    question words in turn."""
+    roles = {role: list(words) for role, words in LEXICON.items()}
+    total = sum(map(len, roles.values()))
+    if size is None or size <= total:
+        if size is not None and size < total:
+            raise ValueError(f"lexicon_size={size} is smaller than the built-in lexicon ({total} glosses)")
+        return {role: tuple(words) for role, words in roles.items()}
+    growing = [role for role in roles if role != "Q"]
+    k = 0
+    while total < size:
+        role = growing[k % len(growing)]
+        base = LEXICON[role][(k // len(growing)) % len(LEXICON[role])]
+        roles[role].append(f"{base}{2 + k // (len(growing) * len(LEXICON[role]))}")
+        total += 1
+        k += 1
+    return {role: tuple(words) for role, words in roles.items()}
+
+
+def _make_lexicon(rng: np.random.Generator, roles: dict[str, tuple[str, ...]] = LEXICON) -> dict[str, Gloss]:
+    names = [g for role in roles.values() for g in role]
     glosses = {}
     for name in names:
         start = np.array([rng.uniform(-0.5, 0.7), rng.uniform(-1.0, 0.9)])
@@ -301,8 +331,9 @@ def _render(params: np.ndarray, signer: Signer) -> np.ndarray:
     return pts
 
 
-def _detections(params: np.ndarray, signer: Signer, rng: np.random.Generator) -> np.ndarray:
-    """Part presence [T, 4] (pose, left hand, right hand, face) with realistic dropouts."""
+def _detections(params: np.ndarray, signer: Signer, rng: np.random.Generator, noise: float = 1.0) -> np.ndarray:
+    """Part presence [T, 4] (pose, left hand, right hand, face) with realistic dropouts; ``noise``
+    scales the chance that a signing hand or a whole frame is lost."""
     T = params.shape[0]
     presence = np.ones((T, 4), dtype=bool)
     dom_col, nd_col = (2, 1) if signer.dominant == "right" else (1, 2)
@@ -310,23 +341,23 @@ def _detections(params: np.ndarray, signer: Signer, rng: np.random.Generator) ->
         resting = wrist[:, 1] > 1.1
         missing = False
         for t in range(T):
-            p_drop, p_back = (0.5, 0.3) if resting[t] else (0.05, 0.25)
+            p_drop, p_back = (0.5, 0.3) if resting[t] else (0.05 * noise, 0.25)
             missing = rng.random() < (1 - p_back if missing else p_drop)
             presence[t, col] = not missing
-    blank = rng.random(T) < 0.01
+    blank = rng.random(T) < 0.01 * noise
     presence[blank] = False
     return presence
 
 
 def _to_landmarks(skeleton: np.ndarray, presence: np.ndarray, signer: Signer, width: int, height: int,
-                  rng: np.random.Generator) -> Landmarks:
+                  rng: np.random.Generator, noise: float = 1.0) -> Landmarks:
     T = skeleton.shape[0]
     sway = np.cumsum(rng.normal(scale=0.004, size=(T, 2)), 0)
     px = signer.centre[None, None] + (skeleton[..., :2] + sway[:, None]) * signer.scale
-    noise = {"pose": 0.6, "face": 0.35, "left_hand": 0.9, "right_hand": 0.9}
-    for part, sigma in noise.items():
+    jitter = {"pose": 0.6, "face": 0.35, "left_hand": 0.9, "right_hand": 0.9}  # pixels
+    for part, sigma in jitter.items():
         sl = slice(*RAW_PARTS[part])
-        px[:, sl] += rng.normal(scale=sigma, size=px[:, sl].shape)
+        px[:, sl] += rng.normal(scale=sigma * noise, size=px[:, sl].shape)
     points = np.zeros((T, NUM_POINTS, 3), dtype=np.float32)
     points[..., 0] = px[..., 0] / width
     points[..., 1] = px[..., 1] / height
@@ -345,7 +376,8 @@ class SyntheticCorpus(Corpus):
     def __init__(self, root: str | Path, landmarks_dir: str | Path | None = None, seed: int = 1234, train: int = 1200, dev: int = 150,
                  test: int = 150, num_signers: int = 9, dev_signers: tuple[int, ...] = (6,),
                  test_signers: tuple[int, ...] = (7, 8), left_handed: tuple[int, ...] = (2,),
-                 width: int = 210, height: int = 260, source: str = "pose"):
+                 width: int = 210, height: int = 260, source: str = "pose", lexicon_size: int | None = None,
+                 min_glosses: int = 0, max_glosses: int = 10, detection_noise: float = 1.0):
         if source != "pose":
             raise ValueError(f"the synthetic corpus is written as .pose files; source={source!r} is not available")
         super().__init__(root, landmarks_dir=landmarks_dir, source="pose")
@@ -354,6 +386,15 @@ class SyntheticCorpus(Corpus):
             "num_signers": num_signers, "dev_signers": list(dev_signers), "test_signers": list(test_signers),
             "left_handed": list(left_handed), "width": width, "height": height,
         }
+        # Settings beyond the default corpus's (a harder corpus): recorded only when changed, so the
+        # default corpus's manifest, and with it every cached copy, stays valid.
+        harder = {"lexicon_size": lexicon_size, "min_glosses": min_glosses, "max_glosses": max_glosses,
+                  "detection_noise": detection_noise}
+        defaults = {"lexicon_size": None, "min_glosses": 0, "max_glosses": 10, "detection_noise": 1.0}
+        self.settings.update({k: v for k, v in harder.items() if v != defaults[k]})
+        if max_glosses < max(min_glosses, 1):
+            raise ValueError(f"max_glosses={max_glosses} must be at least min_glosses={min_glosses} and 1")
+        _roles(lexicon_size)  # a lexicon_size below the built-in one fails here, before any file is written
 
     @property
     def manifest(self) -> Path:
@@ -376,7 +417,10 @@ class SyntheticCorpus(Corpus):
 
         s = self.settings
         rng = np.random.default_rng(s["seed"])
-        lexicon = _make_lexicon(rng)
+        roles = _roles(s.get("lexicon_size"))
+        min_glosses, max_glosses = s.get("min_glosses", 0), s.get("max_glosses", 10)
+        noise = s.get("detection_noise", 1.0)
+        lexicon = _make_lexicon(rng, roles)
         signers = _make_signers(rng, s["num_signers"], tuple(s["left_handed"]))
         held_out = set(s["dev_signers"]) | set(s["test_signers"])
         split_signers = {
@@ -392,10 +436,10 @@ class SyntheticCorpus(Corpus):
                 sentences = []
                 for n in range(s["sizes"][split]):
                     signer = signers[int(rng.choice(split_signers[split]))]
-                    words = _grammar_sentence(rng)
+                    words = _grammar_sentence(rng, roles, min_glosses, max_glosses)
                     params = _articulate([lexicon[w] for w in words], signer, rng)
-                    presence = _detections(params, signer, rng)
-                    lm = _to_landmarks(_render(params, signer), presence, signer, s["width"], s["height"], rng)
+                    presence = _detections(params, signer, rng, noise)
+                    lm = _to_landmarks(_render(params, signer), presence, signer, s["width"], s["height"], rng, noise)
                     sentence = Sentence(id=f"{split}_{n:05d}_{signer.id}", glosses=tuple(words), signer=signer.id)
                     write_pose_atomic(pose_from_landmarks(lm, s["width"], s["height"]),
                                       self.landmark_path(split, sentence))

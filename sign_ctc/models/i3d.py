@@ -10,6 +10,7 @@ batched with, and :meth:`I3DTeacher.output_lengths` gives the exact CTC input le
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -190,10 +191,7 @@ class I3DTeacher(nn.Module):
 
     @property
     def total_stride(self) -> int:
-        out = 1
-        for s in self.strides:
-            out *= s
-        return out
+        return math.prod(self.strides)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Exact number of output frames for input lengths (the CTC input lengths)."""
@@ -203,9 +201,11 @@ class I3DTeacher(nn.Module):
         lengths = _out_len(lengths, 3, self.strides[2], 1)
         return _out_len(lengths, 3, self.strides[3], 1)
 
-    def _set_valid(self, n: torch.Tensor, T: int | torch.Tensor) -> None:
-        """Tell the next stage's Inception blocks (and masked BatchNorms) which of its T frames are real."""
-        T = int(T)
+    def _set_valid(self, n: torch.Tensor, T: int) -> None:
+        """Tell the next stage's Inception blocks (and masked BatchNorms) which of its T frames are real.
+
+        ``T`` is shape arithmetic, never ``int(tensor)``: a traced export (TorchScript, ONNX) then keeps
+        the time axis dynamic instead of baking in the example's length (:mod:`sign_ctc.export`)."""
         self.frames.mask = (torch.arange(T, device=n.device)[None, :] < n[:, None])[:, None, :]
 
     def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
@@ -216,7 +216,7 @@ class I3DTeacher(nn.Module):
         n = lengths
         h = _mask(h, n)
         n = _out_len(n, 7, self.strides[0], 3)
-        self._set_valid(n, _out_len(torch.tensor(h.shape[-1]), 7, self.strides[0], 3))
+        self._set_valid(n, (h.shape[-1] + 2 * 3 - 7) // self.strides[0] + 1)  # the stem conv's output frames
         h = _mask(self.stem_conv(h), n)
         n = _out_len(n, 3, self.strides[1], 1)
         h = _mask(self.stem_pool(h), n)

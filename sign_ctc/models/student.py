@@ -1,0 +1,76 @@
+"""The student: a small fast CTC model on the teacher's features and at the teacher's temporal stride.
+
+Per-modality projections and the fusion layer of the teacher (``ModalityFusion``), a few temporal
+convolution blocks (Conv1d + BatchNorm + ReLU, then a k=3 max-pool), a (Bi)LSTM and a classifier.
+Each max-pool with stride s maps n frames to ceil(n / s), exactly as the teacher's stride-2 stages
+do, so with the same product of strides the two nets emit the same number of output frames for
+every input length and their frames can be distilled one to one. ``bidirectional=false`` gives a
+unidirectional LSTM (streaming: no look-ahead beyond the convolutions' receptive field).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from sign_ctc.models.i3d import ModalityFusion, Unit1d, _mask, _out_len
+
+
+class CTCStudent(nn.Module):
+    """``conv_strides``: the max-pool stride after each conv block (1 or 2); their product is the
+    total stride and must equal the teacher's for distillation."""
+
+    def __init__(self, num_classes: int, modality_widths: Mapping[str, int], fusion_dim: int,
+                 conv_channels: Sequence[int], conv_strides: Sequence[int], kernel_size: int,
+                 lstm_hidden: int, bidirectional: bool, dropout: float, use_presence: bool = True,
+                 modalities: Sequence[str] | None = None, blank_bias: float | None = None):
+        super().__init__()
+        if len(conv_channels) != len(conv_strides) or not conv_channels:
+            raise ValueError("conv_channels and conv_strides need one entry per conv block")
+        if any(s not in (1, 2) for s in conv_strides):
+            raise ValueError(f"conv_strides must be 1 or 2, got {list(conv_strides)}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (length-preserving padding), got {kernel_size}")
+        self.strides = tuple(int(s) for s in conv_strides)
+        self.fusion = ModalityFusion(dict(modality_widths), fusion_dim, dropout, use_presence, modalities)
+        cin = fusion_dim
+        self.convs = nn.ModuleList()
+        for cout in conv_channels:
+            self.convs.append(Unit1d(cin, int(cout), kernel_size))
+            cin = int(cout)
+        self.pools = nn.ModuleList([nn.MaxPool1d(3, stride=s, padding=1) for s in self.strides])
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(cin, lstm_hidden, batch_first=True, bidirectional=bidirectional)
+        self.classifier = nn.Linear(lstm_hidden * (2 if bidirectional else 1), num_classes)
+        if blank_bias is not None:
+            nn.init.constant_(self.classifier.bias[:1], blank_bias)
+
+    @property
+    def total_stride(self) -> int:
+        return math.prod(self.strides)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Exact number of output frames for input lengths (the CTC input lengths)."""
+        lengths = torch.as_tensor(lengths)
+        for s in self.strides:
+            lengths = _out_len(lengths, 3, s, 1)
+        return lengths
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, 6516] -> logits [B, T', C] and their lengths [B]. Padded frames are zeroed after
+        every block, so a sample's output does not depend on what it was batched with."""
+        h = _mask(self.fusion(x, presence).transpose(1, 2), lengths)
+        n = lengths
+        for conv, pool, s in zip(self.convs, self.pools, self.strides):
+            h = _mask(conv(h), n)
+            n = _out_len(n, 3, s, 1)
+            h = _mask(pool(h), n)
+        h = self.dropout(h.transpose(1, 2))
+        packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+        return self.classifier(self.dropout(out)), n
