@@ -71,7 +71,7 @@ RUNS: dict[str, list[str]] = {
         "python -m sign_ctc.predict video=/data/clip.mp4 model_path=outputs/train/runs/<run>/checkpoints/best.onnx",
     ],
     "render": [
-        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt sample=test_00004_S07 still=14",
+        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt sample=test_00053_S07 still=14",
         "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt pose=/data/my_corpus/test/clip_e.pose reference=\"YOU HELLO\"",
         "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt video=/data/clip.mp4",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt figures.n=10",
@@ -411,7 +411,7 @@ def test_render_commands(shell: Shell, own_run: Path) -> None:
 
     pose = Path(shell.paths["/data/my_corpus"]) / "test" / "clip_e.pose"
     frames = len(read_pose(pose))
-    _, run = shell.run_new("render", 0, kind="render/runs", **{"<run>": own_run.name, "test_00004_S07": "clip_e"})
+    _, run = shell.run_new("render", 0, kind="render/runs", **{"<run>": own_run.name, "test_00053_S07": "clip_e"})
     record = json.loads((run / "clip_e_alignment.json").read_text())
     assert record["reference"] == "YOU HELLO" and record["frames"] == frames
     cap = cv2.VideoCapture(str(run / "clip_e.mp4"))
