@@ -131,6 +131,18 @@ def test_a_teacher_that_cannot_teach_is_refused(make_cfg, teacher_ckpt, override
         build_model(cfg, build_datamodule(cfg))
 
 
+def test_a_teacher_of_another_feature_layout_is_refused(make_cfg, teacher_ckpt, tmp_path):
+    from sign_ctc.build import build_datamodule, build_model
+
+    ckpt = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    ckpt["sign_ctc"]["layout_version"] = "mp-holistic-0000-v0"
+    other = tmp_path / "other_layout.ckpt"
+    torch.save(ckpt, other)
+    cfg = make_cfg(*TINY, "model=student", "distillation=frame_kl", f"distillation.teacher_ckpt={other}")
+    with pytest.raises(DistillationError, match="expects feature layout 'mp-holistic-0000-v0'"):
+        build_model(cfg, build_datamodule(cfg))
+
+
 def test_missing_teacher_checkpoint_is_a_clear_error(make_cfg, tmp_path):
     from sign_ctc.build import build_datamodule, build_model
 
