@@ -109,6 +109,8 @@ NOT_RUN_HERE: dict[str, str] = {
     "make test-slow": "run by .ci/run",
     "make test-all": "make test + make test-slow",
     "make bench": "benchmarks print figures; tests/test_bench.py runs each script's smoke mode",
+    "python bench/bench_distill.py --teacher <best.ckpt> --seeds 1234":
+        "two student trainings (~10 minutes); .ci/run runs both student commands of this README",
     "python bench/bench_accuracy.py --runs teacher --seeds 1234 1 2":
         "three make train runs (~35 minutes); .ci/run runs make train, the same train.py defaults",
     "python bench/report.py": "benchmark report (tests/test_bench.py)",
