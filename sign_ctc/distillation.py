@@ -78,6 +78,8 @@ class FrameKLDistillation:
         self.cache: Path | None = None  # this teacher + corpus's folder, set by attach() when caching
         self.teacher: Any = None
         self.teacher_forwards = 0  # samples the teacher has run on (cache misses); tests and logs read it
+        # Cached outputs once read or computed in this process: the disk is read once per sample, not per step.
+        self._memory: dict[str, torch.Tensor] = {}
 
     # ---- setup ---------------------------------------------------------------------------
     def attach(self, student: Any, datamodule: Any) -> None:
@@ -130,6 +132,9 @@ class FrameKLDistillation:
         return self.cache / f"{sample_id.replace('/', '__')}.npy"
 
     def _read_cached(self, sample_id: str, frames: int, classes: int) -> torch.Tensor | None:
+        held = self._memory.get(sample_id)
+        if held is not None and held.shape == (frames, classes):
+            return held
         path = self._cache_file(sample_id)
         if not path.exists():
             return None
@@ -137,7 +142,10 @@ class FrameKLDistillation:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
             return None
-        return torch.from_numpy(arr.astype(np.float32)) if arr.shape == (frames, classes) else None
+        if arr.shape != (frames, classes):
+            return None
+        self._memory[sample_id] = torch.from_numpy(arr.astype(np.float32))
+        return self._memory[sample_id]
 
     @torch.no_grad()
     def teacher_log_probs(self, batch: dict[str, Any], out_lengths: torch.Tensor, frames: int) -> torch.Tensor:
