@@ -41,8 +41,8 @@ def frame_kl(teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor, l
     ``lengths``: average over each sample's first ``lengths`` frames only (None: all frames)."""
     t, s = teacher_log_probs.float(), student_log_probs.float()
     if drop_blank:
-        keep = [c for c in range(t.shape[-1]) if c != blank]
-        t, s = t[..., keep], s[..., keep]
+        t = torch.cat([t[..., :blank], t[..., blank + 1:]], dim=-1)
+        s = torch.cat([s[..., :blank], s[..., blank + 1:]], dim=-1)
     t = torch.log_softmax(t / temperature, dim=-1)
     s = torch.log_softmax(s / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)  # [B, T]
