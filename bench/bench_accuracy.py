@@ -45,6 +45,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "student": ("student alone (model=student)", ["model=student"]),
     "hard_teacher": ("I3D teacher on data=synthetic_hard", ["data=synthetic_hard"]),
     "hard_student": ("student alone on data=synthetic_hard", ["data=synthetic_hard", "model=student"]),
+    "hard_teacher_residual": ("I3D teacher with shortcuts around the Inception blocks on data=synthetic_hard",
+                              ["data=synthetic_hard", "model.net.residual=true"]),
 }
 TRAIN_FLAGS = ["logger=csv", "callbacks.rich_progress_bar=null"]
 ENV = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}

@@ -1,11 +1,13 @@
-"""Benchmark the input pipeline: samples/s delivered (2 workers, features + collate + normalization).
+"""Benchmark the input pipeline: samples/s the train loader delivers (2 workers) to the model's device.
 
-Ours: the packed float16 store, raw landmarks per sample, features derived batch-wise in the
-workers (``collate_landmarks``). Baselines in the same run: the naive seed form (one float32
-[T, 6516] `.npy` per sample, per-sample tensors + ``collate``) and reading the `.pose` files
-directly. The Normalizer (global statistics, body-relative: the default config) is applied to
-every batch in the main process, as the model does. Then the consumption rate of the model: the
-time of an I3D teacher training step (default ``conf/model/i3d.yaml``) on the same batches.
+Ours: the packed float16 store, raw landmarks per sample, padded into a float16 batch
+(``collate_landmarks``); the features are derived after the transfer, on the device
+(``sign_ctc.features.derive``). Baselines in the same run: the same store with the features derived
+in the loader workers (the design before 2026-11-27), the naive seed form (one float32 [T, 6516]
+`.npy` per sample, per-sample tensors + ``collate``) and reading the `.pose` files directly. Then
+what the device does per batch (feature derivation + the Normalizer, global statistics,
+body-relative: the default config; here on the CPU) and the consumption rate of the model: an I3D
+teacher training step (default ``conf/model/i3d.yaml``, derivation included) on the same batches.
 
     python bench/bench_pipeline.py [--annotations DIR] [--fraction 0.05] [--batches 16] [--steps 4] [--rounds 2]
 """
@@ -26,6 +28,7 @@ from common import (REPO, PhoenixScaleCorpus, add_corpus_args, apply_default_bac
 from sign_ctc.data.corpus import Corpus  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
 from sign_ctc.data.vocabulary import Vocabulary  # noqa: E402
+from sign_ctc.features.derive import with_features  # noqa: E402
 from sign_ctc.normalization import Normalizer  # noqa: E402
 
 
@@ -60,25 +63,49 @@ def write_npy(corpus: PhoenixScaleCorpus, sentences) -> NpyCorpus:
     return npy
 
 
-def pipeline_rate(dm: SignDataModule, normalizer: Normalizer | None, batches: int) -> dict:
-    """Samples/s and frames/s of the train loader (+ Normalizer if given), after a warm-up batch."""
+class DerivedInWorkers(SignDataModule):
+    """The store pipeline as it was: the loader workers derive the float32 features."""
+
+    def _source(self, split, augment=False):
+        source, collate_fn = super()._source(split, augment)
+        return source, lambda samples: with_features(collate_fn(samples))
+
+
+def pipeline_rate(dm: SignDataModule, batches: int) -> dict:
+    """Samples/s and frames/s of the train loader (what reaches the device), after a warm-up batch."""
     loader = dm.train_dataloader()
     it = iter(loader)
     next(it)
-    samples = frames = padded = 0
+    samples = frames = padded = nbytes = 0
     start = time.perf_counter()
     for _ in range(batches):
         b = next(it)
-        if normalizer is not None:
-            normalizer(b["features"], b["presence"], b["lengths"])
         samples += len(b["ids"])
         frames += int(b["lengths"].sum())
-        padded += b["features"].shape[0] * b["features"].shape[1]
+        x = b.get("points", b.get("features"))
+        padded += x.shape[0] * x.shape[1]
+        nbytes += x.numel() * x.element_size()
     wall = time.perf_counter() - start
     del it, loader
     return {"samples_per_s": round(samples / wall, 2), "frames_per_s": round(frames / wall, 1),
             "seconds": round(wall, 2), "batches": batches, "samples": samples,
-            "padding_pct": round(100 * (1 - frames / padded), 1)}
+            "padding_pct": round(100 * (1 - frames / padded), 1), "kb_per_padded_frame": round(nbytes / padded / 1024, 2)}
+
+
+def device_work(dm: SignDataModule, normalizer: Normalizer, batches: int) -> dict:
+    """Milliseconds per batch of what follows the transfer: feature derivation, then the Normalizer."""
+    loader = dm.train_dataloader()
+    got = [b for _, b in zip(range(batches), loader)]
+    del loader
+    derive = norm = 0.0
+    for b in got:
+        t0 = time.perf_counter()
+        f = with_features(b)
+        t1 = time.perf_counter()
+        normalizer(f["features"], f["presence"], f["lengths"])
+        derive, norm = derive + t1 - t0, norm + time.perf_counter() - t1
+    return {"derive_ms_per_batch": round(1000 * derive / len(got), 1),
+            "normalize_ms_per_batch": round(1000 * norm / len(got), 1), "batches": len(got)}
 
 
 def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
@@ -101,6 +128,7 @@ def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
             break
 
     def step(b):
+        b = with_features(b)  # the module's on_after_batch_transfer
         log_probs, out_lengths = model(b["features"], b["presence"], b["lengths"])
         per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, b)
         loss = per_sample[feasible].mean()
@@ -153,42 +181,51 @@ def main() -> None:
     naive.dataset("train").sentences = [s for s in sentences if npy.landmark_path("train", s).is_file()]
     direct = SignDataModule(corpus, store=False, **common)
     direct.vocab = vocab
+    before = DerivedInWorkers(corpus, store=True, store_dir=str(corpus.root / "store"), **common)
+    before.vocab = vocab
 
     runs: dict[str, dict] = {}
-    loaders_only: dict[str, dict] = {}
+    pipelines = (("store", ours), ("store_derived_in_workers", before), ("npy_float32", naive), ("pose_direct", direct))
     for r in range(args.rounds):  # alternated, best of the rounds kept: a shared machine's load varies
-        for name, dm in (("store", ours), ("npy_float32", naive), ("pose_direct", direct)):
-            for table, norm in ((loaders_only, None), (runs, normalizer)):
-                got = pipeline_rate(dm, norm, args.batches)
-                if name not in table or got["samples_per_s"] > table[name]["samples_per_s"]:
-                    table[name] = got
-    for name in runs:
-        a, b = runs[name], loaders_only[name]
-        print(f"pipeline {name:12s}: {a['samples_per_s']:7.2f} samples/s with the Normalizer, {b['samples_per_s']:7.2f} "
-              f"loader alone  ({a['frames_per_s']:.0f} / {b['frames_per_s']:.0f} frames/s, padding {a['padding_pct']}%)")
+        for name, dm in pipelines:
+            got = pipeline_rate(dm, args.batches)
+            if name not in runs or got["samples_per_s"] > runs[name]["samples_per_s"]:
+                runs[name] = got
+    for name, a in runs.items():
+        print(f"loader {name:24s}: {a['samples_per_s']:8.2f} samples/s ({a['frames_per_s']:.0f} frames/s, "
+              f"{a['kb_per_padded_frame']} KB per padded frame, padding {a['padding_pct']}%)")
+    device = device_work(ours, normalizer, args.batches)
+    print(f"after the transfer (here on the CPU): derivation {device['derive_ms_per_batch']} ms + Normalizer "
+          f"{device['normalize_ms_per_batch']} ms per batch")
     step = step_rate(ours, normalizer, args.steps)
     print(f"I3D training step: {step['seconds_per_step']:.2f} s/step = {step['samples_per_s']:.2f} samples/s "
           f"({step['parameters'] / 1e6:.1f}M parameters)")
-    vs_naive = runs["store"]["samples_per_s"] / runs["npy_float32"]["samples_per_s"]
-    vs_step = runs["store"]["samples_per_s"] / step["samples_per_s"]
-    print(f"store pipeline vs naive .npy: x{vs_naive:.2f}; vs .pose direct: "
-          f"x{runs['store']['samples_per_s'] / runs['pose_direct']['samples_per_s']:.2f}; "
+    store = runs["store"]["samples_per_s"]
+    vs_naive = store / runs["npy_float32"]["samples_per_s"]
+    vs_before = store / runs["store_derived_in_workers"]["samples_per_s"]
+    vs_step = store / step["samples_per_s"]
+    print(f"store loader vs features derived in the workers: x{vs_before:.2f} (goal >= 3); vs naive .npy: "
+          f"x{vs_naive:.2f}; vs .pose direct: x{store / runs['pose_direct']['samples_per_s']:.2f}; "
           f"vs what the training step consumes: x{vs_step:.1f} (goal >= 3)")
+    note = f"{args.workers} workers, batch {args.batch_size}"
     figures = [
-        figure("input pipeline", runs["store"]["samples_per_s"], "samples/s", runs["npy_float32"]["samples_per_s"],
+        figure("input pipeline", store, "samples/s", runs["npy_float32"]["samples_per_s"],
                "naive float32 .npy per sample", goal="faster than the naive baseline", met=vs_naive > 1,
-               note=f"{args.workers} workers, batch {args.batch_size}, features + collate + Normalizer"),
-        figure("data loader alone (no Normalizer)", loaders_only["store"]["samples_per_s"], "samples/s",
-               loaders_only["npy_float32"]["samples_per_s"], "naive float32 .npy per sample",
-               note=f"vs .pose direct {loaders_only['pose_direct']['samples_per_s']} samples/s"),
-        figure("input pipeline vs .pose direct", runs["store"]["samples_per_s"], "samples/s",
-               runs["pose_direct"]["samples_per_s"], "reading .pose files"),
-        figure("input pipeline vs training step", runs["store"]["samples_per_s"], "samples/s", step["samples_per_s"],
+               note=f"{note}; features derived on the device"),
+        figure("loader vs features derived in the workers", store, "samples/s",
+               runs["store_derived_in_workers"]["samples_per_s"], "the same store, workers derive the features",
+               goal=">= 3x", met=vs_before >= 3,
+               note=f"{runs['store']['kb_per_padded_frame']} vs {runs['store_derived_in_workers']['kb_per_padded_frame']} "
+                    "KB per padded frame"),
+        figure("input pipeline vs .pose direct", store, "samples/s", runs["pose_direct"]["samples_per_s"],
+               "reading .pose files"),
+        figure("input pipeline vs training step", store, "samples/s", step["samples_per_s"],
                "I3D teacher step consumption", goal=">= 3x", met=vs_step >= 3,
-               note=f"{step['seconds_per_step']} s per step of {args.batch_size}"),
+               note=f"{step['seconds_per_step']} s per step of {args.batch_size}; on the CPU derivation "
+                    f"{device['derive_ms_per_batch']} ms + Normalizer {device['normalize_ms_per_batch']} ms of it"),
     ]
     result = {"corpus": desc, "figures": figures, "batch_size": args.batch_size, "workers": args.workers,
-              "pipelines": runs, "loaders_only": loaders_only, "training_step": step}
+              "loaders": runs, "device_work": device, "training_step": step}
     write_result("pipeline", result, info)
 
 

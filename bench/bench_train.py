@@ -41,6 +41,7 @@ from common import (CACHE, REPO, MemorySampler, add_corpus_args, apply_default_b
 
 from sign_ctc.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
+from sign_ctc.features.derive import with_features  # noqa: E402
 from sign_ctc.instantiate import instantiate_group  # noqa: E402
 from sign_ctc.normalization import Normalizer  # noqa: E402
 
@@ -86,6 +87,7 @@ class BareStep:
         start = time.perf_counter()
         if b is None:
             b = self.last = self._next()
+        b = with_features(b)  # what the module's on_after_batch_transfer does
         log_probs, out_lengths = self.model(b["features"], b["presence"], b["lengths"])
         per_sample, feasible, _ = self.model.ctc_loss(log_probs, out_lengths, b)
         loss = per_sample[feasible].mean()
@@ -161,7 +163,7 @@ def onednn_on_off(cfg: Any, dm: SignDataModule, normalizer: Normalizer, steps: i
     native, onednn = BareStep(build_model(cfg, dm, normalizer), clip), BareStep(build_model(cfg, dm, normalizer), clip)
     loader = dm.train_dataloader()
     loader.batch_sampler.set_epoch(1)  # other batches than the paired run's epoch 0
-    batches = [b for _, b in zip(range(steps + 1), loader)]
+    batches = [with_features(b) for _, b in zip(range(steps + 1), loader)]
     times: dict[bool, list[float]] = {False: [], True: []}
     saved = torch.backends.mkldnn.enabled
     try:

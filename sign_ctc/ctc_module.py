@@ -10,6 +10,7 @@ vocabulary, feature layout version and the config recipe.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,14 @@ from torch import nn
 
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding import greedy_decode
+from sign_ctc.features.derive import with_features
 from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION
 from sign_ctc.normalization import Normalizer
 from sign_ctc.scoring import WERResult, wer
+
+# The features are derived in the module's on_after_batch_transfer on purpose (eval and predict pass
+# their loaders without the datamodule); Lightning warns about every run that also has a datamodule.
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but")
 
 
 def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
@@ -93,10 +99,12 @@ class CTCModule(pl.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, zero_infinity: bool = False,
                  test_decoder: Callable[..., Any] | None = None, aux_ctc_weight: float = 0.0,
-                 scheduler_interval: str = "epoch"):
+                 scheduler_interval: str = "epoch", compile_net: bool | dict[str, Any] = False):
         """``aux_ctc_weight``: weight of the net's auxiliary CTC head (``net.aux_ctc``) in the loss.
         ``scheduler_interval``: ``epoch``, or ``step`` (the scheduler factory then also receives
-        ``total_steps``, e.g. OneCycleLR: warm-up and annealing per optimizer step)."""
+        ``total_steps``, e.g. OneCycleLR: warm-up and annealing per optimizer step).
+        ``compile_net``: ``torch.compile`` the net (True, or a dict of torch.compile options such as
+        ``{mode: max-autotune}``), always ``dynamic=False``; pair it with ``data.pad_to_multiple``."""
         super().__init__()
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
@@ -111,6 +119,7 @@ class CTCModule(pl.LightningModule):
         if self.aux_ctc_weight and getattr(self.net, "aux_classifier", None) is None:
             raise ValueError("model.aux_ctc_weight > 0 needs a net with an auxiliary head (model.net.aux_ctc=true)")
         self.scheduler_interval = scheduler_interval
+        self.compile_options = ({} if compile_net is True else dict(compile_net)) if compile_net else None
         self.test_decoder = test_decoder(vocab_tokens=self.vocab.tokens) if test_decoder else None
         self.nonfinite_event: NonFiniteEvent | None = None
         # This step's total gradient norm, when the NaN guard has measured it: clipping reuses it.
@@ -127,6 +136,21 @@ class CTCModule(pl.LightningModule):
         self.distillation: Any = None
 
     # ---- forward -------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """``compile_net``: compiled in place (``nn.Module.compile``), so the state-dict keys, and with
+        them the checkpoints, are those of the plain net. Static shapes: each padded length compiles
+        once (``data.pad_to_multiple`` keeps them few); dynamo's cache is raised to hold them."""
+        if self.compile_options is None or getattr(self.net, "_compiled_call_impl", None) is not None:
+            return
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.net.compile(**{**self.compile_options, "dynamic": False})
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Loaders carry raw landmarks; the features are derived here, on the training device."""
+        return with_features(batch)
+
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw features -> (log-probs [B, T', C] in float32, output lengths)."""
         x = self.normalizer(features, presence, lengths)

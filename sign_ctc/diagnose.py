@@ -22,6 +22,7 @@ from sign_ctc.build import build_datamodule, build_model
 from sign_ctc.callbacks.feature_diagnostics import modality_stats, render_table
 from sign_ctc.ctc_module import CTCModule
 from sign_ctc.data.collate import collate
+from sign_ctc.features.derive import with_features
 from sign_ctc.normalization import check_single_normalization, valid_channels
 
 
@@ -89,7 +90,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
         apply_backend(cfg)
         dm = build_datamodule(cfg)
         state["model"] = build_model(cfg, dm)
-        state["batch"] = next(iter(dm.train_dataloader()))
+        state["batch"] = with_features(next(iter(dm.train_dataloader())))
         state["dm"] = dm
         b = state["batch"]
         return True, (f"{len(dm.dataset('train'))} train samples; batch {tuple(b['features'].shape)}; "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sign_ctc.features.derive import with_features
 from sign_ctc.data.augment import (FACE_MIDLINE, MIRROR_POINTS, POINT_PART, PoseAugmentation, affine_matrix,
                                    apply_affine, ctc_min_outputs, face_mirror_permutation, mirror, resample,
                                    sample_rng)
@@ -232,12 +233,13 @@ def test_same_seed_epoch_and_sample_give_the_same_augmentation():
 
 def test_the_training_loader_is_augmented_and_dev_and_statistics_are_not(make_cfg, small_corpus):
     cfgs = {name: make_cfg(f"augmentation={name}", *CORPUS) for name in ("none", "default")}
-    assert cfgs["default"].data.num_workers == 2 and cfgs["none"].augmentation._target_.endswith("no_augmentation")
+    assert cfgs["default"].data.num_workers == "auto" and cfgs["none"].augmentation._target_.endswith("no_augmentation")
     dms = {name: hydra.utils.instantiate(cfg.data) for name, cfg in cfgs.items()}
+    assert dms["default"].num_workers >= 1  # the default: loader worker processes (one per core, <= 8)
     assert dms["none"].augmentation is None and isinstance(dms["default"].augmentation, PoseAugmentation)
 
     def first(loader) -> dict:
-        return next(iter(loader))
+        return with_features(next(iter(loader)))
 
     train = {name: dm.train_dataloader() for name, dm in dms.items()}
     plain, augmented = first(train["none"]), first(train["default"])
@@ -256,7 +258,7 @@ def test_the_training_loader_is_augmented_and_dev_and_statistics_are_not(make_cf
     view = train["default"].dataset
     ids = [s.id for s in view.dataset.sentences]
     rows = [ids.index(sid) for sid in epoch1["ids"]]
-    assert torch.equal(collate_landmarks([view[(i, 1)] for i in rows])["features"], epoch1["features"])
+    assert torch.equal(with_features(collate_landmarks([view[(i, 1)] for i in rows]))["features"], epoch1["features"])
     for i in rows:
         e0, e1 = view[(i, 0)], view[(i, 1)]
         assert e0.points.shape != e1.points.shape or np.abs(e0.points - e1.points).max() > 1e-3
@@ -264,7 +266,7 @@ def test_the_training_loader_is_augmented_and_dev_and_statistics_are_not(make_cf
     assert torch.equal(first(dms["default"].train_dataloader())["features"], augmented["features"])
     dms["default"].num_workers = 2
     # Dev batches and the normalization statistics' batches are the plain landmarks.
-    dev = list(zip(dms["none"].val_dataloader(), dms["default"].val_dataloader()))
+    dev = [(with_features(a), with_features(b)) for a, b in zip(dms["none"].val_dataloader(), dms["default"].val_dataloader())]
     assert sum(len(a["ids"]) for a, _ in dev) == 12
     for dev_none, dev_aug in dev:
         assert dev_none["ids"] == dev_aug["ids"] and torch.equal(dev_none["features"], dev_aug["features"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from sign_ctc.features.derive import with_features
 from sign_ctc.data.corpus import Corpus, Sentence, write_phoenix2014
 from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
@@ -186,7 +187,7 @@ def test_skip_bad_files_packs_the_rest_and_the_store_keeps_the_list(corpus, tmp_
     assert f"{bad_ids[1]} ({_path(corpus, 'train', 4)}): file not found" in warning
     assert [s["id"] for s in ds.store.manifest["skipped"]] == bad_ids
     assert json.loads(bad_files_path(store_dir, "train").read_text())["skip_bad_files"] is True
-    batch = next(iter(dm.train_dataloader()))
+    batch = with_features(next(iter(dm.train_dataloader())))
     assert batch["features"].shape[0] == 4 and torch.isfinite(batch["features"]).all()
 
     # reused (not repacked): the list still comes from the manifest; without skipping it is refused

@@ -104,3 +104,30 @@ def test_memory_sampler_sees_this_process():
     with common.MemorySampler(interval=0.05) as mem:
         _ = np.ones(10_000_000)  # 80 MB
     assert mem.peak["rss_main_mb"] > 80 and mem.peak["pss_tree_mb"] > 0
+
+
+def test_bench_gpu_smoke_runs_every_path_on_the_cpu(tiny_phoenix, tmp_path, monkeypatch):
+    """bench_gpu.py --smoke: fp32, bf16-mixed and the compiled run (dynamo, backend eager, one padded
+    shape) through the real Lightning loop and loaders, so the GPU run is known to work beforehand."""
+    import math
+
+    import bench_gpu
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--smoke", "--seed", "3", "--cache", str(tiny_phoenix.root.parent)])
+    bench_gpu.main()
+    result = json.loads((tmp_path / "gpu_smoke_f0.002.json").read_text())
+    runs = result["runs"]
+    assert set(runs) == {"fp32", "bf16", "bf16_compiled"}
+    for r in runs.values():
+        assert r["steps"] == 3 and len(r["losses"]) == 4 and all(math.isfinite(x) for x in r["losses"])
+        assert r["frames_per_s"] > 0 and 0 <= r["input_wait_pct"] < 100 and r["epoch_s_full_phoenix"] > 0
+    assert runs["bf16_compiled"]["compiled"] and runs["bf16_compiled"]["pad_to_multiple"] == 512
+    assert runs["bf16_compiled"]["padding_pct"] > runs["bf16"]["padding_pct"]
+    # same seed, same batches, same initial weights: the first losses differ only by bf16 rounding
+    first = runs["fp32"]["losses"][0]
+    assert abs(runs["bf16"]["losses"][0] - first) / first < 0.02
+    assert runs["fp32"]["losses"] != runs["bf16"]["losses"]  # the precision really changed
+    assert result["bf16_vs_fp32"]["relative_diff_pct"] >= 0 and result["compiled_vs_eager"]["backend"] == "eager"
+    assert [f["name"] for f in result["figures"]][:2] == ["teacher epoch at PHOENIX-2014 scale",
+                                                         "input waiting, share of step time"]

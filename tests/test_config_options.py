@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import corpora
+from sign_ctc.features.derive import with_features
 from conftest import CONF
 
 GROUPS = ["data", "model", "normalization", "augmentation", "distillation", "decoding", "trainer", "logger", "callbacks",
@@ -72,7 +73,7 @@ def check_data(cfg: DictConfig) -> None:
     dm = hydra.utils.instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = with_features(next(iter(dm.train_dataloader())))
     B, T, D = batch["features"].shape
     assert D == 6516 and B == len(batch["ids"]) and int(batch["lengths"].max()) == T
     assert int(batch["target_lengths"].sum()) == len(batch["targets"]) and torch.isfinite(batch["features"]).all()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from sign_ctc.features.derive import with_features
 from conftest import ROOT, SMALL_CORPUS
 from test_wandb import TINY
 
@@ -111,7 +112,7 @@ def test_bf16_mixed_keeps_ctc_in_float32(make_cfg, small_corpus):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
     # inside autocast the net computes in bf16, the log-probs and the CTC loss in float32
-    batch = next(iter(datamodule.train_dataloader()))
+    batch = with_features(next(iter(datamodule.train_dataloader())))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, _ = model.net(torch.nan_to_num(batch["features"]), batch["presence"], batch["lengths"])
         log_probs, out_lengths = model(batch["features"], batch["presence"], batch["lengths"])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import SMALL_CORPUS
+from sign_ctc.features.derive import with_features
 from sign_ctc.distillation import DistillationError, FrameKLDistillation, frame_kl
 
 TINY = ["logger=csv", "callbacks.rich_progress_bar=null", "test=false", *SMALL_CORPUS]
@@ -91,7 +92,7 @@ def test_cached_outputs_equal_the_teachers_and_spare_its_forwards(make_cfg, teac
     student = build_model(cfg, dm)
     dist: FrameKLDistillation = student.distillation
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = with_features(next(iter(dm.train_dataloader())))
     out_lengths = student.net.output_lengths(batch["lengths"])
     frames = int(out_lengths.max())
     first = dist.teacher_log_probs(batch, out_lengths, frames)

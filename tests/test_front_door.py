@@ -109,12 +109,17 @@ NOT_RUN_HERE: dict[str, str] = {
     "make test-slow": "run by .ci/run",
     "make test-all": "make test + make test-slow",
     "make bench": "benchmarks print figures; tests/test_bench.py runs each script's smoke mode",
-    "python bench/bench_distill.py --teacher <best.ckpt> --seeds 1234":
-        "two student trainings (~10 minutes); .ci/run runs both student commands of this README",
+    "python bench/bench_distill.py --teacher outputs/bench_accuracy/teacher_s1/checkpoints/best.ckpt":
+        "six student trainings (~35 minutes) after the accuracy benchmark; .ci/run runs both student commands",
     "python bench/bench_accuracy.py --runs teacher --seeds 1234 1 2":
         "three make train runs (~35 minutes); .ci/run runs make train, the same train.py defaults",
     "python bench/report.py": "benchmark report (tests/test_bench.py)",
     "python bench/bench_train.py --fraction 1": "full PHOENIX-scale benchmark (~11 GB, hours on 2 cores)",
+    "python train.py trainer=gpu data=mediapipe_full data.root=/data/my_corpus":
+        "needs a CUDA GPU; tests/test_bench.py runs bench_gpu.py --smoke: the same loop in bf16-mixed on the CPU",
+    "python train.py trainer=gpu model.compile_net=true data.pad_to_multiple=64 data=mediapipe_full data.root=/data/my_corpus":
+        "needs a CUDA GPU; bench_gpu.py --smoke (tests/test_bench.py) runs the compiled net on padded batches on the CPU",
+    "python bench/bench_gpu.py": "the GPU benchmark (630 teacher steps); its --smoke mode is tests/test_bench.py's",
 }
 
 INLINE = re.compile(r"`((?:python|make|\.venv/bin/python) [^`]+)`")

@@ -149,3 +149,22 @@ def test_no_padding_leak_for_any_length_after_strided_pools(T):
         alone, n = net(short, presence[:1, :T], torch.tensor([T]))
         both, _ = net(batch, presence, torch.tensor([T, 97]))
     torch.testing.assert_close(both[0, : int(n[0])], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_residual_shortcuts_add_no_parameters_and_keep_padding_out():
+    plain = make()
+    torch.manual_seed(0)
+    res = I3DTeacher(62, WIDTHS, fusion_dim=256, lstm_hidden=288, residual=True).eval()
+    assert sum(p.numel() for p in res.parameters()) == sum(p.numel() for p in plain.parameters())
+    res.load_state_dict(plain.state_dict())  # same weights, same keys: only the forward differs
+    torch.manual_seed(1)
+    short, long = torch.randn(1, 37, 6516), torch.randn(1, 90, 6516)
+    batch = torch.zeros(2, 90, 6516)
+    batch[0, :37], batch[1] = short[0], long[0]
+    presence = torch.ones(2, 90, 4)
+    with torch.no_grad():
+        alone, n_alone = res(short, presence[:1, :37], torch.tensor([37]))
+        both, _ = res(batch, presence, torch.tensor([37, 90]))
+        other, _ = plain(short, presence[:1, :37], torch.tensor([37]))
+    assert alone.shape == other.shape and (alone - other).abs().max() > 1e-3
+    torch.testing.assert_close(both[0, : int(n_alone[0])], alone[0], atol=1e-4, rtol=1e-4)

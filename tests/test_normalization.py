@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sign_ctc.features.derive import with_features
 from sign_ctc.data.collate import collate
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
 from sign_ctc.data.vocabulary import Vocabulary
@@ -165,7 +166,7 @@ def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
     out = {}
     for missing in ("zero", "interpolate"):
         view = LandmarkView(MediaPipeFeatureDataset(small_corpus, "train", vocab, missing=missing))
-        batch = collate_landmarks([view[i] for i in range(8)])
+        batch = with_features(collate_landmarks([view[i] for i in range(8)]))
         out[missing] = (Normalizer(mode)(batch["features"], batch["presence"], batch["lengths"]), batch)
     (zero, zb), (interp, ib) = out["zero"], out["interpolate"]
     hands = SLICES["left_hand"]

@@ -18,12 +18,12 @@ import torch
 
 from sign_ctc.data.collate import collate
 from sign_ctc.data.corpus import Corpus, write_phoenix2014
-from sign_ctc.data.dataset import (LandmarkView, MediaPipeFeatureDataset, SampleError, collate_landmarks,
-                                   fill_features)
+from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError, collate_landmarks
 from sign_ctc.data.store import (BYTES_PER_FRAME, FLOAT16_ATOL, MANIFEST_FILE, LandmarkStore, StoreError, open_store,
                                  pack, store_location)
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.layout import features_from_landmarks
+from sign_ctc.features.derive import with_features
+from sign_ctc.features.layout import PARTS, SLICES, STATIC_POINT_ORDER, features_from_landmarks
 from sign_ctc.features.pose_io import read_pose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,20 +211,42 @@ def test_batch_derivation_equals_per_sample_features_and_collate(small_corpus, t
     ds = MediaPipeFeatureDataset(small_corpus, "train", vocab, store=pack(small_corpus, "train", tmp_path / "s"))
     idx = [3, 0, 17, 9, 30]
     expected = collate([ds[i] for i in idx])
-    got = collate_landmarks([LandmarkView(ds)[i] for i in idx])
+    raw = collate_landmarks([LandmarkView(ds)[i] for i in idx])
+    assert raw["points"].dtype == torch.float16 and raw["points"].shape[2:] == (543, 3)  # the store's values
+    got = with_features(raw)
     assert got.keys() == expected.keys() and got["ids"] == expected["ids"]
     for key in ("features", "presence", "lengths", "targets", "target_lengths"):
         assert torch.equal(got[key], expected[key]), key
 
 
+def _reference_features(points: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """The layout's definition spelt out frame by frame: static, then s - s1, s - 2 s1 + s2, s - s4
+    (the first frame held), each (block, part) zero unless every frame it reads has the part."""
+    T = points.shape[0]
+    static = points[:, STATIC_POINT_ORDER].reshape(T, -1)
+    out = torch.zeros(T, 6516)
+    for t in range(T):
+        at = lambda k: max(t - k, 0)  # noqa: E731
+        blocks = [static[t], static[t] - static[at(1)], static[t] - 2 * static[at(1)] + static[at(2)],
+                  static[t] - static[at(4)]]
+        reads = [(0,), (0, 1), (0, 1, 2), (0, 4)]
+        for k, (values, lags) in enumerate(zip(blocks, reads)):
+            for p, part in enumerate(PARTS):
+                if all(presence[at(lag), p] for lag in lags):
+                    sl = SLICES[part]
+                    out[t, 1629 * k + sl.start : 1629 * k + sl.stop] = values[sl]
+    return out
+
+
 @pytest.mark.parametrize("T", [1, 2, 4, 5, 40])
-def test_fill_features_is_bit_identical_to_the_layout(T):
+def test_batched_derivation_is_bit_identical_to_the_definition(T):
     g = torch.Generator().manual_seed(T)
-    points = torch.rand(T, 543, 3, generator=g)
-    presence = torch.rand(T, 4, generator=g) > 0.3
-    out = torch.full((T, 6516), float("nan"))
-    fill_features(out, points, presence)
-    assert torch.equal(out, features_from_landmarks(points, presence))
+    points = torch.rand(3, T, 543, 3, generator=g)
+    presence = torch.rand(3, T, 4, generator=g) > 0.3
+    batch = features_from_landmarks(points, presence)
+    for i in range(3):
+        assert torch.equal(batch[i], _reference_features(points[i], presence[i]))
+        assert torch.equal(batch[i], features_from_landmarks(points[i], presence[i]))
 
 
 def test_datamodule_packs_on_first_use_and_reads_the_store(small_corpus, tmp_path):
@@ -234,7 +256,9 @@ def test_datamodule_packs_on_first_use_and_reads_the_store(small_corpus, tmp_pat
                         train_subset=10)
     ds = dm.dataset("train")
     assert ds.store is not None and ds.store.path == tmp_path / "st" / "train" and len(ds) == 10
-    batch = next(iter(dm.train_dataloader()))
+    raw = next(iter(dm.train_dataloader()))
+    assert "features" not in raw and raw["points"].dtype == torch.float16  # 6.4x less to move than features
+    batch = with_features(raw)
     assert batch["features"].shape[-1] == 6516 and batch["features"].dtype == torch.float32
     plain = SignDataModule(small_corpus, batch_size=4, num_workers=0)
     assert plain.dataset("train").store is None
@@ -255,3 +279,61 @@ def test_pack_command_reports_and_reuses(make_cfg, small_corpus, tmp_path, capsy
     assert (tmp_path / "cmd" / "train" / MANIFEST_FILE).is_file() and not (tmp_path / "cmd" / "test").exists()
     bad = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "+splits=[training]")
     assert run(bad) == 2
+
+
+def test_device_derivation_of_real_pose_files_equals_the_definition():
+    """The four real `.pose` files (5-97 frames, hands lost in many frames) padded into one batch:
+    the features derived from the batch equal each file's features by the definition, exactly;
+    so do those from the float16 values the store keeps (float16 -> float32 is exact)."""
+    from sign_ctc.data.dataset import LandmarkSample
+
+    data = Path(__file__).parent / "data"
+    names = ["25October_2010_Monday_tagesschau-17.pose", "signer_holistic_97f.pose", "signer_refined_face_18f.pose",
+             "signer_refined_face_5f.pose"]
+    poses = [read_pose(data / n) for n in names]
+    assert sum((~p.presence).sum() for p in poses) > 100  # undetected parts: the masks are exercised
+    for dtype in (np.float32, np.float16):
+        samples = [LandmarkSample(n, p.points.astype(dtype), p.presence, p.presence, torch.tensor([1]))
+                   for n, p in zip(names, poses)]
+        batch = with_features(collate_landmarks(samples))
+        assert batch["features"].shape == (4, 97, 6516) and batch["features"].dtype == torch.float32
+        for i, p in enumerate(poses):
+            n = len(p.points)
+            want = _reference_features(torch.from_numpy(p.points.astype(dtype).astype(np.float32)),
+                                       torch.from_numpy(p.presence))
+            assert torch.equal(batch["features"][i, :n], want), names[i]
+            assert not batch["features"][i, n:].any()  # padding stays zero
+
+
+def test_padding_to_a_multiple_keeps_every_sample_and_zeroes_the_rest(small_corpus, tmp_path):
+    """data.pad_to_multiple (for torch.compile's static shapes): the time axis is rounded up, the
+    features of every frame are those of the plain batch, the padding is zero and absent."""
+    from sign_ctc.data.datamodule import SignDataModule
+
+    vocab = _vocab(small_corpus)
+    ds = MediaPipeFeatureDataset(small_corpus, "train", vocab, store=pack(small_corpus, "train", tmp_path / "s"))
+    samples = [LandmarkView(ds)[i] for i in (3, 0, 17)]
+    plain = with_features(collate_landmarks(samples))
+    padded = with_features(collate_landmarks(samples, pad_to_multiple=64))
+    T = plain["features"].shape[1]
+    assert padded["features"].shape[1] == -(-T // 64) * 64 > T
+    assert torch.equal(padded["features"][:, :T], plain["features"]) and not padded["features"][:, T:].any()
+    assert not padded["presence"][:, T:].any() and torch.equal(padded["lengths"], plain["lengths"])
+    dm = SignDataModule(small_corpus, batch_size=4, num_workers=0, store=True, store_dir=str(tmp_path / "s"),
+                        pad_to_multiple=32)
+    dm.vocab = vocab
+    assert all(b["points"].shape[1] % 32 == 0 for b in dm.train_dataloader())
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        SignDataModule(small_corpus, pad_to_multiple=0)
+
+
+def test_num_workers_auto_is_one_per_usable_core_up_to_8():
+    import os
+
+    from sign_ctc.data.datamodule import resolve_workers
+
+    assert resolve_workers("auto") == max(1, min(8, len(os.sched_getaffinity(0))))
+    assert resolve_workers(0) == 0 and resolve_workers(3) == 3
+    for bad in (-1, "four", 2.5, True):
+        with pytest.raises(ValueError, match="num_workers"):
+            resolve_workers(bad)

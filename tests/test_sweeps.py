@@ -20,7 +20,7 @@ from test_wandb import TINY, read_wandb_run
 # One short epoch per job, no test pass: what a sweep needs, as fast as possible.
 JOB = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
        "callbacks.feature_diagnostics=null", *SMALL_CORPUS, "data.batch_size=2", "data.eval_batch_size=4", *TINY]
-# The same, with the configs' default DataLoader workers (data.num_workers=2) instead of none.
+# The same, with the configs' default DataLoader workers (data.num_workers=auto: one per core) instead of none.
 JOB_WORKERS = [a for a in JOB if not a.startswith("data.num_workers=")]
 
 
@@ -170,7 +170,7 @@ def test_joblib_sweep_with_dataloader_workers(tmp_path, cache_dir, small_corpus)
     proc = run_train(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.net.dropout=0.1,0.2",
                       f"hydra.sweep.dir={sweep}", "logger=csv", *JOB_WORKERS], cache_dir, tmp_path)
     for n in ("0", "1"):
-        assert yaml.safe_load((sweep / n / ".hydra" / "config.yaml").read_text())["data"]["num_workers"] == 2
+        assert yaml.safe_load((sweep / n / ".hydra" / "config.yaml").read_text())["data"]["num_workers"] == "auto"
         assert job_metrics(sweep / n)["status"] == "completed"
     assert "DataLoader workers use" in proc.stdout + proc.stderr  # the loky start method was replaced
 

@@ -11,10 +11,16 @@ if TYPE_CHECKING:
     from sign_ctc.data.dataset import Sample
 
 
-def collate(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Pad to the longest sequence; CTC targets are concatenated (the 1-D form CTC loss takes)."""
+def padded_length(longest: int, multiple: int | None) -> int:
+    """The batch's time axis: the longest sentence, rounded up to ``multiple`` frames when given."""
+    return longest if not multiple else -(-longest // multiple) * multiple
+
+
+def collate(samples: Sequence[Sample], pad_to_multiple: int | None = None) -> dict[str, Any]:
+    """Pad to the longest sequence (or up to a multiple of ``pad_to_multiple`` frames); CTC targets
+    are concatenated (the 1-D form CTC loss takes)."""
     lengths = torch.tensor([s.features.shape[0] for s in samples], dtype=torch.long)
-    B, T = len(samples), int(lengths.max())
+    B, T = len(samples), padded_length(int(lengths.max()), pad_to_multiple)
     D = samples[0].features.shape[1]
     features = torch.zeros(B, T, D, dtype=torch.float32)
     presence = torch.zeros(B, T, samples[0].presence.shape[1], dtype=torch.bool)
@@ -26,9 +32,18 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
 
 def batch_dict(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
                samples: Sequence[Any]) -> dict[str, Any]:
-    """The batch every loader yields; samples give ``targets`` and ``id``."""
+    """A batch of features (precomputed-feature corpora); samples give ``targets`` and ``id``."""
+    return {"features": features, **_common(presence, lengths, samples)}
+
+
+def landmark_batch(points: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                   samples: Sequence[Any]) -> dict[str, Any]:
+    """A batch of raw landmarks ``points`` [B, T, 543, 3]: the features are derived on the device."""
+    return {"points": points, **_common(presence, lengths, samples)}
+
+
+def _common(presence: torch.Tensor, lengths: torch.Tensor, samples: Sequence[Any]) -> dict[str, Any]:
     return {
-        "features": features,
         "presence": presence,
         "lengths": lengths,
         "targets": torch.cat([s.targets for s in samples]),

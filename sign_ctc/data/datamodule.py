@@ -3,7 +3,8 @@
 With ``store=True`` (the configs' default) each split's `.pose` files are packed on first use into
 a float16 landmark store (``sign_ctc.data.store``: ``store_dir``, else beside the landmarks, else
 under ``store_cache_dir`` for read-only corpora) and read from it. For landmark corpora the loaders
-carry raw landmarks and derive the features batch-wise in the workers (``collate_landmarks``).
+carry padded raw landmarks (``collate_landmarks``; float16 from the store) and the module derives the
+features after the transfer to its device (``sign_ctc.features.derive``).
 
 Every split is checked in one pass before use (by the pack, or by ``store.scan_sources`` without a
 store): bad samples fail with one error naming them all, or with ``skip_bad_files=True`` are left
@@ -14,7 +15,9 @@ metrics.json). Dev/test glosses outside the train vocabulary are counted once pe
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, collate
 from sign_ctc.data.sampler import LengthBucketBatchSampler
 from sign_ctc.data.store import BadSample, open_store, scan_sources
 from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.features.derive import with_features
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,16 @@ def make_corpus(corpus: Corpus | Callable[..., Corpus], root: str | Path | None,
     return corpus(root=root, landmarks_dir=landmarks_dir or None)
 
 
+def resolve_workers(num_workers: int | str) -> int:
+    """``auto``: one loader worker per CPU core this process may use, at most 8."""
+    if num_workers == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(8, cores))
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"data.num_workers must be `auto` or a number >= 0, got {num_workers!r}")
+    return num_workers
+
+
 class SignDataModule(pl.LightningDataModule):
     """``corpus``: a :class:`Corpus`, or a factory called with ``root`` and ``landmarks_dir`` (the configs).
 
@@ -58,11 +72,12 @@ class SignDataModule(pl.LightningDataModule):
 
     def __init__(self, corpus: Corpus | Callable[..., Corpus], root: str | None = None,
                  landmarks_dir: str | None = None, batch_size: int = 16, eval_batch_size: int | None = None,
-                 max_frames: int | None = None, num_workers: int = 2, missing: str = "zero",
+                 max_frames: int | None = None, num_workers: int | str = 2, missing: str = "zero",
                  pin_memory: bool | None = False, seed: int = 0, train_subset: int | None = None,
                  val_split: str = "dev", store: bool = False, store_dir: str | None = None,
                  store_cache_dir: str | None = None, skip_bad_files: bool = False,
-                 multiprocessing_context: str | None = None, augmentation: PoseAugmentation | None = None):
+                 multiprocessing_context: str | None = None, augmentation: PoseAugmentation | None = None,
+                 pad_to_multiple: int | None = None):
         super().__init__()
         self.corpus = make_corpus(corpus, root, landmarks_dir)
         if augmentation is not None and self.corpus.source != "pose":
@@ -72,7 +87,10 @@ class SignDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.max_frames = max_frames
-        self.num_workers = num_workers
+        self.num_workers = resolve_workers(num_workers)
+        if pad_to_multiple is not None and pad_to_multiple < 1:
+            raise ValueError(f"data.pad_to_multiple must be a positive number of frames or null, got {pad_to_multiple}")
+        self.pad_to_multiple = pad_to_multiple
         self.multiprocessing_context = multiprocessing_context
         self.missing = missing
         self.pin_memory = pin_memory
@@ -167,9 +185,11 @@ class SignDataModule(pl.LightningDataModule):
     def _source(self, split: str, augment: bool = False) -> tuple[Any, Any]:
         """(dataset, collate_fn) for a loader: raw landmarks + batch-wise derivation where possible."""
         ds = self.dataset(split)
+        pad = self.pad_to_multiple
         if self.corpus.source == "pose":
-            return LandmarkView(ds, self.augmentation if augment else None, seed=self.seed), collate_landmarks
-        return ds, collate
+            source = LandmarkView(ds, self.augmentation if augment else None, seed=self.seed)
+            return source, partial(collate_landmarks, pad_to_multiple=pad) if pad else collate_landmarks
+        return ds, partial(collate, pad_to_multiple=pad) if pad else collate
 
     def _worker_context(self) -> Any:
         """Start method of the loader workers: ``multiprocessing_context``, or None (the process default).
@@ -217,10 +237,10 @@ class SignDataModule(pl.LightningDataModule):
         return self.loader("test", False, self.eval_batch_size)
 
     def split_batches(self, split: str = "train") -> Iterator[dict[str, Any]]:
-        """Every sample of a split once, in order (for streamed normalization statistics)."""
+        """Every sample of a split once, in order, with its features (for streamed normalization statistics)."""
         ds = self.dataset(split)
         sampler = LengthBucketBatchSampler(ds.lengths(), self.eval_batch_size, shuffle=False)
         source, collate_fn = self._source(split)
         loader = DataLoader(source, batch_sampler=sampler, collate_fn=collate_fn, num_workers=self.num_workers,
                             multiprocessing_context=self._worker_context())
-        yield from loader
+        yield from map(with_features, loader)

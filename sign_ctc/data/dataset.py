@@ -5,9 +5,10 @@ store (``sign_ctc.data.store``, float16, read without loading it) when one is gi
 sample's `.pose` file; or read from a precomputed ``[T, 6516]`` float32 `.npy` file (the seed's form).
 The dataset does not normalize: that happens once, in the model (see ``sign_ctc.normalization``).
 
-The training loaders use the faster form: :class:`LandmarkView` yields raw landmarks and
-:func:`collate_landmarks` derives every sample's features straight into the padded batch (in the
-loader workers, into shared memory), which gives the same batch as ``collate([ds[i] ...])``.
+The loaders use the faster form: :class:`LandmarkView` yields raw landmarks and
+:func:`collate_landmarks` pads them (float16 from the store); the features are derived from the
+batch on the training device (``sign_ctc.features.derive.with_features``, called by the module after
+the transfer), which gives the same batch as ``collate([ds[i] ...])``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng
-from sign_ctc.data.collate import batch_dict
+from sign_ctc.data.collate import landmark_batch, padded_length
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.layout import (FEATURE_DIM, PARTS, RAW_PARTS, STATIC_DIM, TEMPORAL_LAGS,
-                                      features_from_landmarks)
+from sign_ctc.features.layout import FEATURE_DIM, NUM_POINTS, PARTS, features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pose_io import read_pose
 
@@ -120,12 +120,15 @@ class MediaPipeFeatureDataset(Dataset):
         points, filled = fill_missing(points, presence, self.missing)
         return points, presence, filled
 
-    def detections(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw landmarks float32 [T, 543, 3] and presence [T, 4] as detected (before filling)."""
+    def detections(self, index: int, float16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Raw landmarks float32 [T, 543, 3] and presence [T, 4] as detected (before filling).
+
+        ``float16``: the store's float16 values as they are (exact; converted on the device).
+        """
         sentence = self.sentences[index]
         if self.store is not None:
             half, presence = self.store.read(self._store_row(index))
-            points = half.astype(np.float32)
+            points = half if float16 else half.astype(np.float32)
         else:
             path = self.corpus.landmark_path(self.split, sentence)
             if not path.is_file():
@@ -146,7 +149,10 @@ class MediaPipeFeatureDataset(Dataset):
             raise SampleError(f"corpus {self.corpus.root} holds precomputed features, not landmarks")
         sentence = self.sentences[index]
         targets = torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long)
-        if augment is None:
+        if augment is None and self.missing == "zero":
+            points, presence = self.detections(index, float16=True)  # nothing to compute: stays float16
+            filled = presence
+        elif augment is None:
             points, presence, filled = self.landmarks(index)
         else:
             points, presence = augment(*self.detections(index), targets.numpy())
@@ -217,52 +223,6 @@ class LandmarkView(Dataset):
         return self.dataset.raw(index, augment)
 
 
-# Raw point ranges in feature order, and the column offset of each part in the static block.
-_PART_COLUMNS: tuple[tuple[int, int, int, int], ...] = tuple(
-    (i, *RAW_PARTS[p], sum((RAW_PARTS[q][1] - RAW_PARTS[q][0]) * 3 for q in PARTS[:i])) for i, p in enumerate(PARTS)
-)
-
-
-def _held(n: int, lag: int) -> torch.Tensor:
-    """Frame indices t - lag with the first frame held before the start."""
-    return (torch.arange(n) - lag).clamp_min(0)
-
-
-def fill_features(out: torch.Tensor, points: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-    """Write ``layout.features_from_landmarks(points, presence)`` into ``out`` [T, 6516] in place.
-
-    Same arithmetic, in the same order, as the layout module (so bit-identical results), but the
-    four blocks are written straight into their columns of ``out`` (a row of a padded batch) and
-    absent channels are zeroed per part and block instead of through a [T, 6516] mask.
-    """
-    T = points.shape[0]
-    static = out[:, :STATIC_DIM]
-    for _, lo, hi, col in _PART_COLUMNS:
-        static[:, col : col + (hi - lo) * 3] = points[:, lo:hi].reshape(T, (hi - lo) * 3)
-    lagged = {lag: static[_held(T, lag)] for lag in (1, 2, 4)}
-    blocks = [out[:, STATIC_DIM * (k + 1) : STATIC_DIM * (k + 2)] for k in range(len(TEMPORAL_LAGS))]
-    torch.sub(static, lagged[1], out=blocks[0])                    # velocity      s - s1
-    torch.sub(static, 2 * lagged[1], out=blocks[1]).add_(lagged[2])  # acceleration  s - 2 s1 + s2
-    torch.sub(static, lagged[4], out=blocks[2])                    # displacement  s - s4
-    presence = presence.bool()
-    masks = [presence]
-    for lags in TEMPORAL_LAGS:
-        mask = presence
-        for lag in lags[1:]:
-            mask = mask & presence[_held(T, lag)]
-        masks.append(mask)
-    for k, mask in enumerate(masks):
-        absent = ~mask
-        if not bool(absent.any()):
-            continue
-        base = STATIC_DIM * k
-        for p, lo, hi, col in _PART_COLUMNS:
-            rows = absent[:, p]
-            if bool(rows.any()):
-                out[rows, base + col : base + col + (hi - lo) * 3] = 0.0
-    return out
-
-
 def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     """A tensor for a batch; in a loader worker it lives in shared memory (no copy to send it)."""
     if get_worker_info() is None:
@@ -272,15 +232,23 @@ def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage).view(*shape)
 
 
-def collate_landmarks(samples: Sequence[LandmarkSample]) -> dict[str, Any]:
-    """Raw samples -> the same padded batch as ``collate`` of their features, derived in place."""
+def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> dict[str, Any]:
+    """Raw samples -> a padded batch of raw landmarks; the features are derived after the transfer.
+
+    ``points`` [B, T, 543, 3] keeps the samples' dtype (float16 straight from the store, 8x smaller
+    than the float32 features; float32 once augmentation or interpolation computed new values),
+    padded with zeros; ``presence`` is the filled presence (interpolated parts count as present), so
+    :func:`sign_ctc.features.derive.with_features` gives exactly ``collate`` of the samples' features.
+    ``pad_to_multiple``: the time axis is padded up to a multiple of it (a few shapes for torch.compile).
+    """
     lengths = torch.tensor([s.points.shape[0] for s in samples], dtype=torch.long)
-    B, T = len(samples), int(lengths.max())
-    features = _empty_batch((B, T, FEATURE_DIM), torch.float32)
+    B, T = len(samples), padded_length(int(lengths.max()), pad_to_multiple)
+    dtype = torch.float16 if all(s.points.dtype == np.float16 for s in samples) else torch.float32
+    points = _empty_batch((B, T, NUM_POINTS, 3), dtype)
     presence = torch.zeros(B, T, len(PARTS), dtype=torch.bool)
     for i, s in enumerate(samples):
         n = s.points.shape[0]
-        fill_features(features[i, :n], torch.from_numpy(s.points), torch.from_numpy(s.filled))
-        features[i, n:] = 0.0
-        presence[i, :n] = torch.from_numpy(s.filled)  # filled: interpolated parts count as present
-    return batch_dict(features, presence, lengths, samples)
+        points[i, :n] = torch.from_numpy(s.points)
+        points[i, n:] = 0.0
+        presence[i, :n] = torch.from_numpy(s.filled)
+    return landmark_batch(points, presence, lengths, samples)

@@ -153,14 +153,18 @@ class ModalityFusion(nn.Module):
 class I3DTeacher(nn.Module):
     """``modalities``: feature blocks read (default all four). ``aux_ctc``: a second classifier on the
     convolutional output (before the BiLSTM), trained with its own CTC loss (VAC-style: it gives the
-    convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank."""
+    convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank.
+    ``residual``: each Inception block adds its input to the first channels of its output (a
+    parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
+    at first; off by default (the published I3D has none)."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
                  fusion_dim: int = 256, lstm_hidden: int = 256, lstm_layers: int = 1, dropout: float = 0.3,
                  temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True,
                  modalities: Sequence[str] | None = None, aux_ctc: bool = False, blank_bias: float | None = None,
-                 masked_bn: bool = False):
+                 masked_bn: bool = False, residual: bool = False):
         super().__init__()
+        self.residual = residual
         # The valid frames of the current stage (masks inside the Inception blocks, masked BatchNorm).
         self.frames = ValidFrames()
         frames = self.frames if masked_bn else None  # masked_bn: BatchNorm statistics over valid frames
@@ -224,7 +228,10 @@ class I3DTeacher(nn.Module):
         for unit in self.stem_units:
             h = _mask(unit(h), n)
         for name, block in self.blocks.items():
-            h = _mask(block(h), n)
+            y = block(h)
+            if self.residual:
+                y = torch.cat([y[:, : h.shape[1]] + h, y[:, h.shape[1]:]], dim=1)
+            h = _mask(y, n)
             if name == "3c":
                 n = _out_len(n, 3, self.strides[2], 1)
                 h = _mask(self.pool3(h), n)  # a window over the last real frame spills into frame n
