@@ -31,8 +31,8 @@ def test_output_length_method_matches_forward(strides, total):
             assert int(n[0]) == -(-T // total) if total in (1, 4, 8) else True
 
 
-def test_sample_output_does_not_depend_on_batch_padding():
-    model = make()
+def _alone_and_padded(model: I3DTeacher) -> tuple[torch.Tensor, ...]:
+    """A 37-frame sentence run alone and padded beside a 90-frame one: (alone, n alone, batched, n batched)."""
     torch.manual_seed(1)
     short, long = torch.randn(1, 37, 6516), torch.randn(1, 90, 6516)
     batch = torch.zeros(2, 90, 6516)
@@ -41,6 +41,11 @@ def test_sample_output_does_not_depend_on_batch_padding():
     with torch.no_grad():
         alone, n_alone = model(short, presence[:1, :37], torch.tensor([37]))
         both, n_both = model(batch, presence, torch.tensor([37, 90]))
+    return alone, n_alone, both, n_both
+
+
+def test_sample_output_does_not_depend_on_batch_padding():
+    alone, n_alone, both, n_both = _alone_and_padded(make())
     assert int(n_both[0]) == int(n_alone[0])
     torch.testing.assert_close(both[0, : int(n_alone[0])], alone[0], atol=1e-4, rtol=1e-4)
 
@@ -157,14 +162,8 @@ def test_residual_shortcuts_add_no_parameters_and_keep_padding_out():
     res = I3DTeacher(62, WIDTHS, fusion_dim=256, lstm_hidden=288, residual=True).eval()
     assert sum(p.numel() for p in res.parameters()) == sum(p.numel() for p in plain.parameters())
     res.load_state_dict(plain.state_dict())  # same weights, same keys: only the forward differs
-    torch.manual_seed(1)
-    short, long = torch.randn(1, 37, 6516), torch.randn(1, 90, 6516)
-    batch = torch.zeros(2, 90, 6516)
-    batch[0, :37], batch[1] = short[0], long[0]
-    presence = torch.ones(2, 90, 4)
-    with torch.no_grad():
-        alone, n_alone = res(short, presence[:1, :37], torch.tensor([37]))
-        both, _ = res(batch, presence, torch.tensor([37, 90]))
-        other, _ = plain(short, presence[:1, :37], torch.tensor([37]))
+    alone, n_alone, both, n_both = _alone_and_padded(res)
+    other = _alone_and_padded(plain)[0]
     assert alone.shape == other.shape and (alone - other).abs().max() > 1e-3
+    assert int(n_both[0]) == int(n_alone[0])
     torch.testing.assert_close(both[0, : int(n_alone[0])], alone[0], atol=1e-4, rtol=1e-4)

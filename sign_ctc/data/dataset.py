@@ -54,7 +54,7 @@ class LandmarkSample:
     """Raw landmarks of one sample, before feature derivation (what the training loaders carry)."""
 
     id: str
-    points: np.ndarray  # [T, 543, 3] float32, missing parts filled per ``missing``
+    points: np.ndarray  # [T, 543, 3] float16 as stored, or float32 once augmented / interpolated
     presence: np.ndarray  # [T, 4] bool as detected
     filled: np.ndarray  # [T, 4] bool after filling (which channels the features keep)
     targets: torch.Tensor  # [L] long
