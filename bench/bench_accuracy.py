@@ -13,7 +13,9 @@ checkpoint with beam search (width 10, no LM) on test, and with beam search + th
 the greedy and plain-beam dev WERs). Results go to bench/results/accuracy.json after every run.
 
 Runs: `teacher` is exactly `make train`; `teacher_aug` adds `augmentation=default` (dev and test
-signers are unseen in training on both corpora); `student` is the small model (`model=student`,
+signers are unseen in training on both corpora); `*_no_residual` turn off the shortcuts around the
+Inception blocks (`model.net.residual=false`, the defaults before 2026-11-27 20:00), `teacher_no_aux`
+also the auxiliary CTC head (the defaults before 15:00); `student` is the small model (`model=student`,
 ~1.2M parameters, built like issue 12's 0.5M reference: conv + pool ×2, BiLSTM, CTC) trained alone;
 `hard_*` are the same on `data=synthetic_hard` (200 glosses, 20 signers, 9-18 glosses per sentence,
 twice the detection noise).
@@ -39,14 +41,19 @@ OUT = REPO / "outputs" / "bench_accuracy"
 # name -> (what it is, train.py overrides)
 RUNS: dict[str, tuple[str, list[str]]] = {
     "teacher": ("I3D teacher, defaults (= make train)", []),
-    "teacher_no_aux": ("I3D teacher without the auxiliary CTC head (the defaults before 2026-11-27 15:00)",
-                       ["model.net.aux_ctc=false", "model.aux_ctc_weight=0.0"]),
+    "teacher_no_residual": ("I3D teacher without the shortcuts around the Inception blocks "
+                            "(the defaults before 2026-11-27 20:00)", ["model.net.residual=false"]),
+    "teacher_no_aux": ("I3D teacher without the shortcuts and without the auxiliary CTC head "
+                       "(the defaults before 2026-11-27 15:00)",
+                       ["model.net.residual=false", "model.net.aux_ctc=false", "model.aux_ctc_weight=0.0"]),
     "teacher_aug": ("I3D teacher + augmentation=default", ["augmentation=default"]),
+    "teacher_no_residual_aug": ("I3D teacher without the shortcuts + augmentation=default",
+                                ["model.net.residual=false", "augmentation=default"]),
     "student": ("student alone (model=student)", ["model=student"]),
     "hard_teacher": ("I3D teacher on data=synthetic_hard", ["data=synthetic_hard"]),
+    "hard_teacher_no_residual": ("I3D teacher without the shortcuts on data=synthetic_hard",
+                                 ["data=synthetic_hard", "model.net.residual=false"]),
     "hard_student": ("student alone on data=synthetic_hard", ["data=synthetic_hard", "model=student"]),
-    "hard_teacher_residual": ("I3D teacher with shortcuts around the Inception blocks on data=synthetic_hard",
-                              ["data=synthetic_hard", "model.net.residual=true"]),
 }
 TRAIN_FLAGS = ["logger=csv", "callbacks.rich_progress_bar=null"]
 ENV = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}

@@ -156,7 +156,8 @@ class I3DTeacher(nn.Module):
     convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank.
     ``residual``: each Inception block adds its input to the first channels of its output (a
     parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
-    at first; off by default (the published I3D has none)."""
+    at first. On in conf/model/i3d.yaml; off here, so a checkpoint written before the switch existed
+    (its config has no ``residual``) rebuilds the net it was trained with."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
                  fusion_dim: int = 256, lstm_hidden: int = 256, lstm_layers: int = 1, dropout: float = 0.3,
