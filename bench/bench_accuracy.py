@@ -134,7 +134,7 @@ def decode(run_dir: Path, ckpt: Path) -> dict[str, float]:
 
 def measure(name: str, seed: int, force: bool, with_decoding: bool) -> dict:
     run_dir, metrics = train(name, seed, force)
-    ckpt = Path(metrics["best_checkpoint"])
+    ckpt = run_dir / "checkpoints" / Path(metrics["best_checkpoint"]).name  # valid after the run folder moved
     by_epoch = dev_wer_by_epoch(run_dir)
     entry = {
         "run": name, "what": RUNS[name][0], "overrides": RUNS[name][1], "seed": seed,
