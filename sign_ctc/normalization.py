@@ -68,27 +68,22 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
             torch.where(ok, frame_width, width[:, None]))
 
 
-def body_affine(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Body-relative coordinates as one affine map x * scale + offset ([B, 1|T, 1], [B, 1|T, 6516]).
-
-    Static coordinates are centred on the shoulder midpoint, everything is divided by the shoulder
-    width; the temporal channels are differences, so a per-sequence centre cancels there (per frame,
+def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                  per_frame: bool = False) -> torch.Tensor:
+    """Static coordinates centred on the shoulder midpoint, every channel in shoulder widths (a new
+    tensor). The temporal channels are differences, so a per-sequence centre cancels there (per frame,
     they are only rescaled: differences of the raw coordinates in that frame's shoulder widths).
+
+    One pass over the features, then the centre off the 1629 static channels (not a [B, T, 6516] offset
+    added everywhere): at batch 1 on a CPU these passes are most of the normalizer's time.
     """
     centre, width = body_frame(features, presence, lengths, per_frame)
     if not per_frame:
         centre, width = centre[:, None, :], width[:, None]
-    scale = (1.0 / width)[..., None]
-    offset = features.new_zeros(features.shape[0], centre.shape[1], FEATURE_DIM)
-    offset[..., :STATIC_DIM] = -(centre * scale).repeat(1, 1, STATIC_DIM // 3)
-    return scale, offset
-
-
-def apply_body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                        per_frame: bool = False) -> torch.Tensor:
-    scale, offset = body_affine(features, presence, lengths, per_frame)
-    return torch.addcmul(offset, features, scale)
+    scale = (1.0 / width)[..., None]  # [B, 1|T, 1]
+    out = features * scale
+    out[..., :STATIC_DIM] -= (centre * scale).repeat(1, 1, STATIC_DIM // 3)
+    return out
 
 
 class Normalizer(nn.Module):
@@ -122,9 +117,12 @@ class Normalizer(nn.Module):
         return {"mode": self.mode, "body_relative": self.body_relative, "body_per_frame": self.body_per_frame,
                 "std_floor": self.std_floor, "clip": self.clip}
 
-    def _pre(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        features = features.clamp(-RAW_LIMIT, RAW_LIMIT)
-        return apply_body_relative(features, presence, lengths, self.body_per_frame) if self.body_relative else features
+    def _relative(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                  limit: bool) -> torch.Tensor:
+        """The features in the body frame when ``body_relative``; ``limit`` clamps raw values first (before
+        statistics are taken from them: the per-sample ones, or ``fit``'s)."""
+        x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if limit else features
+        return body_relative(x, presence, lengths, self.body_per_frame) if self.body_relative else x
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.needs_fit:
@@ -132,19 +130,15 @@ class Normalizer(nn.Module):
                                "(train.py does) or load a checkpoint that carries them")
         # Masks per (block, part) group instead of per channel: a few [B, T] masks, not [B, T, 6516].
         groups = (group_presence(presence) & time_mask(lengths, presence.shape[1])[..., None, None]).to(features.dtype)
-        x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if self.mode == "per_sample" else features
-        if self.body_relative:
-            scale, offset = body_affine(x, presence, lengths, self.body_per_frame)
-        else:
-            scale, offset = x.new_ones(x.shape[0], 1, 1), x.new_zeros(x.shape[0], 1, FEATURE_DIM)
-        if self.mode == "global":
-            # one fused pass: ((x * scale + offset) - mean) / std
-            out = torch.addcmul((offset - self.mean) / self.std, x, scale / self.std)
-        else:
-            out = torch.addcmul(offset, x, scale)
-        if self.mode == "per_sample":
+        out = self._relative(features, presence, lengths, limit=self.mode == "per_sample")
+        if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
+            inv_std = 1.0 / self.std
+            # (the ONNX exporter has no addcmul with out=)
+            inplace = out is not features and not torch.onnx.is_in_onnx_export()
+            out = torch.addcmul(-self.mean * inv_std, out, inv_std, out=out if inplace else None)
+        elif self.mode == "per_sample":
             out = self._standardize_per_sample(out, groups)
-        out = out.clamp_(-self.clip, self.clip)
+        out = out.clamp(-self.clip, self.clip) if out is features else out.clamp_(-self.clip, self.clip)
         for block, part, sl in CHANNEL_GROUPS:
             out[..., sl] *= groups[..., block, part, None]
         return out
@@ -180,7 +174,7 @@ class Normalizer(nn.Module):
         frames = 0
         for batch in batches:
             feats, presence, lengths = batch["features"], batch["presence"], batch["lengths"]
-            x = self._pre(feats, presence, lengths)
+            x = self._relative(feats, presence, lengths, limit=True)
             groups = (group_presence(presence) & time_mask(lengths, x.shape[1])[..., None, None]).to(x.dtype)
             groups = groups.flatten(0, 1)  # [B*T, 4, 4]
             x = x.flatten(0, 1)  # [B*T, 6516]
