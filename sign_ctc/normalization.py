@@ -15,13 +15,15 @@ floored, and outputs clipped, so a constant channel or an outlier never blows up
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from sign_ctc.features.layout import CHANNEL_GROUPS, FEATURE_DIM, STATIC_DIM, channel_presence, group_presence
+from sign_ctc.features.layout import (CHANNEL_GROUPS, FEATURE_DIM, PARTS, SLICES, STATIC_DIM, channel_presence,
+                                      group_presence)
 
 MODES = ("per_sample", "global", "none")
 # Landmark features are unit-scale image coordinates and their differences; a magnitude beyond
@@ -68,6 +70,17 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
             torch.where(ok, frame_width, width[:, None]))
 
 
+def _exporting() -> bool:
+    """A trace for ONNX / TorchScript export is running: ops the exporters handle, not the fastest eager ones."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+@functools.lru_cache(maxsize=8)
+def _point_tile(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[3, 1629]: x, y, z copied to every one of the 543 points (built once per device)."""
+    return torch.eye(3, dtype=dtype, device=device).repeat(1, STATIC_DIM // 3)
+
+
 def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
                   per_frame: bool = False) -> torch.Tensor:
     """Static coordinates centred on the shoulder midpoint, every channel in shoulder widths (a new
@@ -82,7 +95,11 @@ def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch
         centre, width = centre[:, None, :], width[:, None]
     scale = (1.0 / width)[..., None]  # [B, 1|T, 1]
     out = features * scale
-    out[..., :STATIC_DIM] -= (centre * scale).repeat(1, 1, STATIC_DIM // 3)
+    # The scaled centre tiled over the 543 points as a [.., 3] x [3, 1629] product (a repeat of 3-wide
+    # rows is a slow copy), in float32 under a bf16 autocast too, subtracted from the static channels.
+    with torch.autocast(features.device.type, enabled=False):
+        offset = (centre * scale).float() @ _point_tile(torch.float32, features.device)
+    out[..., :STATIC_DIM] -= offset
     return out
 
 
@@ -133,14 +150,18 @@ class Normalizer(nn.Module):
         out = self._relative(features, presence, lengths, limit=self.mode == "per_sample")
         if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
             inv_std = 1.0 / self.std
-            # (the ONNX exporter has no addcmul with out=)
-            inplace = out is not features and not torch.onnx.is_in_onnx_export()
+            inplace = out is not features and not _exporting()  # (ONNX has no addcmul with out=)
             out = torch.addcmul(-self.mean * inv_std, out, inv_std, out=out if inplace else None)
         elif self.mode == "per_sample":
             out = self._standardize_per_sample(out, groups)
         out = out.clamp(-self.clip, self.clip) if out is features else out.clamp_(-self.clip, self.clip)
-        for block, part, sl in CHANNEL_GROUPS:
-            out[..., sl] *= groups[..., block, part, None]
+        if _exporting() or not out.is_contiguous():  # exporters mis-trace in-place ops on a reshaped view
+            for block, part, sl in CHANNEL_GROUPS:
+                out[..., sl] *= groups[..., block, part, None]
+            return out
+        blocks = out.view(*out.shape[:-1], groups.shape[-2], STATIC_DIM)  # [.., T, 4 blocks, 1629]
+        for part, name in enumerate(PARTS):  # absent (block, part) groups to 0: one op per part
+            blocks[..., SLICES[name]].mul_(groups[..., part, None])
         return out
 
     def _standardize_per_sample(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
