@@ -29,26 +29,31 @@ SEQ = "normalization.body_per_frame=false"
 # Rows measured before the auxiliary CTC head became the default (2026-11-27) say so too (NO_AUX).
 NO_AUX = ["model.net.aux_ctc=false", "model.aux_ctc_weight=0.0"]
 AUX = ["model.net.aux_ctc=true", "model.aux_ctc_weight=1.0"]
+# And rows measured before the shortcuts around the Inception blocks became the default (NO_RES).
+NO_RES = "model.net.residual=false"
 RUNS: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("former defaults (global norm., body-relative per sequence, all blocks)", [SEQ, *NO_AUX]),
-    "per_frame_body": ("body-relative per frame", ["normalization.body_per_frame=true", *NO_AUX]),
-    "no_temporal": ("without the temporal block", [SEQ, *NO_AUX, "model.net.modalities=[pose,hands,face]"]),
-    "aux_ctc": ("auxiliary CTC head on the conv output, weight 1", [SEQ, *AUX]),
+    "baseline": ("former defaults (global norm., body-relative per sequence, all blocks)", [NO_RES, SEQ, *NO_AUX]),
+    "per_frame_body": ("body-relative per frame", [NO_RES, "normalization.body_per_frame=true", *NO_AUX]),
+    "no_temporal": ("without the temporal block", [NO_RES, SEQ, *NO_AUX, "model.net.modalities=[pose,hands,face]"]),
+    "aux_ctc": ("auxiliary CTC head on the conv output, weight 1", [NO_RES, SEQ, *AUX]),
     "no_std": ("body-relative per sequence, no per-channel standardization",
-               [SEQ, *NO_AUX, "normalization=none", "normalization.body_relative=true"]),
-    "masked_bn": ("BatchNorm statistics over valid frames only", [SEQ, *NO_AUX, "model.net.masked_bn=true"]),
-    "per_frame_aux": ("per-frame body + aux CTC (the default now)", ["normalization.body_per_frame=true", *AUX]),
+               [NO_RES, SEQ, *NO_AUX, "normalization=none", "normalization.body_relative=true"]),
+    "masked_bn": ("BatchNorm statistics over valid frames only", [NO_RES, SEQ, *NO_AUX, "model.net.masked_bn=true"]),
+    "per_frame_aux": ("per-frame body + aux CTC (the default until 2026-11-27 20:00)",
+                      [NO_RES, "normalization.body_per_frame=true", *AUX]),
     "onecycle": ("per-frame body, one-cycle LR per step (peak 1e-3, 10% warm-up)",
-                 [*NO_AUX, "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR", "~model.scheduler.T_max",
+                 [NO_RES, *NO_AUX, "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR", "~model.scheduler.T_max",
                   "~model.scheduler.eta_min", "+model.scheduler.max_lr=1e-3", "+model.scheduler.pct_start=0.1",
                   "model.scheduler_interval=step"]),
-    "blank_bias": ("per-frame body, blank bias initialised to 2", [*NO_AUX, "model.net.blank_bias=2.0"]),
+    "blank_bias": ("per-frame body, blank bias initialised to 2", [NO_RES, *NO_AUX, "model.net.blank_bias=2.0"]),
     "per_frame_no_temporal": ("per-frame body, without the temporal block",
-                              [*NO_AUX, "model.net.modalities=[pose,hands,face]"]),
+                              [NO_RES, *NO_AUX, "model.net.modalities=[pose,hands,face]"]),
     "per_frame_no_std": ("per-frame body, no per-channel standardization",
-                         [*NO_AUX, "normalization=none", "normalization.body_relative=true",
+                         [NO_RES, *NO_AUX, "normalization=none", "normalization.body_relative=true",
                           "normalization.body_per_frame=true"]),
-    "lr_3e-3": ("per-frame body, peak learning rate 3e-3 (cosine per epoch)", [*NO_AUX, "model.optimizer.lr=3e-3"]),
+    "lr_3e-3": ("per-frame body, peak learning rate 3e-3 (cosine per epoch)", [NO_RES, *NO_AUX, "model.optimizer.lr=3e-3"]),
+    "residual": ("per-frame body + aux CTC + shortcuts around the Inception blocks (the default now)",
+                 ["model.net.residual=true"]),
 }
 
 
