@@ -10,7 +10,9 @@ distillation.teacher_ckpt=...]` with the CSV logger (outputs/bench_distill/<run>
 distilled run's name holds the teacher's run folder; finished runs are reused, --force retrains). For every model: test WER (mean ± std over the seeds), parameters,
 checkpoint size (the file, with optimizer state, and the weights alone in float32), training time,
 and CPU inference speed of normalization + net + log-softmax on the test split's mean sentence
-length: input frames/s at batch 1 on one thread (the laptop case) and at batch 32 on all threads.
+length: input frames/s at batch 1 on one thread (the laptop case) and at batch 32 on all threads, the
+three models taking turns in 1-second rounds (the fastest of seven each), so their ratios are measured
+in one run.
 Results: bench/results/distill.json (distill_<data>.json for another --data).
 """
 
@@ -57,44 +59,50 @@ def mean_test_length(ckpt: Path) -> int:
     return round(statistics.fmean(int(r.split("|")[2]) for r in rows if r.startswith("test|")))
 
 
-def inference_speed(ckpt: Path, frames: int) -> dict[str, float]:
-    """Input frames per second of the module's forward on random features of ``frames`` frames."""
+def inference_speeds(ckpts: dict[str, Path], frames: int, rounds: int = 7) -> dict[str, dict[str, float]]:
+    """Input frames per second of each module's forward on random features of ``frames`` frames.
+
+    The models take turns, one 1-second round each, ``rounds`` times, and each keeps its fastest
+    round: on a shared machine other load only adds time, and it then slows every model alike, so
+    the ratios hold even when the absolute figures drift between runs."""
     import torch
 
     from sign_ctc.checkpoint import load_module
 
-    module = load_module(ckpt)
+    modules = {name: load_module(ckpt) for name, ckpt in ckpts.items()}
     threads = torch.get_num_threads()
-    out = {}
+    out: dict[str, dict[str, float]] = {name: {} for name in modules}
     for batch, n_threads in ((1, 1), (32, threads)):
         torch.set_num_threads(n_threads)
         x = torch.randn(batch, frames, 6516)
         presence = torch.ones(batch, frames, 4)
         lengths = torch.full((batch,), frames)
+        best = {name: float("inf") for name in modules}
         with torch.inference_mode():
-            for _ in range(3):
-                module(x, presence, lengths)
-            rounds = []  # the fastest of 5 one-second rounds: on a shared machine other load only adds time
-            for _ in range(5):
-                runs, start = 0, time.perf_counter()
-                while time.perf_counter() - start < 1.0 or runs < 3:
+            for module in modules.values():
+                for _ in range(3):
                     module(x, presence, lengths)
-                    runs += 1
-                rounds.append((time.perf_counter() - start) / runs)
-            seconds = min(rounds)
-        out[f"frames_per_s_b{batch}_t{n_threads}"] = round(batch * frames / seconds, 1)
-        out[f"ms_per_batch_b{batch}"] = round(1000 * seconds, 2)
+            for _ in range(rounds):
+                for name, module in modules.items():
+                    runs, start = 0, time.perf_counter()
+                    while time.perf_counter() - start < 1.0 or runs < 3:
+                        module(x, presence, lengths)
+                        runs += 1
+                    best[name] = min(best[name], (time.perf_counter() - start) / runs)
+        for name, seconds in best.items():
+            out[name][f"frames_per_s_b{batch}_t{n_threads}"] = round(batch * frames / seconds, 1)
+            out[name][f"ms_per_batch_b{batch}"] = round(1000 * seconds, 2)
     torch.set_num_threads(threads)
     return out
 
 
-def describe(ckpt: Path, frames: int) -> dict:
+def describe(ckpt: Path) -> dict:
     import torch
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     weights = sum(v.numel() * 4 for k, v in state.items() if k.startswith("net.") or k.startswith("normalizer."))
     return {"parameters": num_parameters(ckpt), "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 2),
-            "weights_mb": round(weights / 1e6, 2), **inference_speed(ckpt, frames)}
+            "weights_mb": round(weights / 1e6, 2)}
 
 
 def main() -> None:
@@ -128,7 +136,8 @@ def main() -> None:
         candidate = teacher.parent.parent / "metrics.json"
         teacher_metrics = json.loads(candidate.read_text()) if candidate.exists() else None
     frames = mean_test_length(teacher)
-    models: dict[str, dict] = {"teacher": {"checkpoint": str(teacher), **describe(teacher, frames)}}
+    models: dict[str, dict] = {"teacher": {"checkpoint": str(teacher), **describe(teacher)}}
+    speed_ckpts = {"teacher": teacher}
     if teacher_metrics:
         models["teacher"].update(test_wer=[round(teacher_metrics["test/wer"], 2)],
                                  train_seconds=[round(teacher_metrics["wall_time_s"], 1)])
@@ -146,7 +155,10 @@ def main() -> None:
             ckpt = OUT / f"{run_name}_s{seed}" / "checkpoints" / Path(m["best_checkpoint"]).name  # runs may be moved
             print(f"  {name} seed {seed}: test WER {wers[-1]}% ({seconds[-1]} s)", flush=True)
         models[name] = {"overrides": overrides, "seeds": args.seeds, "test_wer": wers, "train_seconds": seconds,
-                        **describe(ckpt, frames)}
+                        **describe(ckpt)}
+        speed_ckpts[name] = ckpt  # the last seed's checkpoint: speed does not depend on the weights
+    for name, speed in inference_speeds(speed_ckpts, frames).items():
+        models[name].update(speed)
     for m in models.values():
         if m.get("test_wer"):
             m["test_wer_mean"] = round(statistics.fmean(m["test_wer"]), 2)
@@ -161,7 +173,7 @@ def main() -> None:
 
 
 def table(results: dict) -> str:
-    lines = [f"| model | params | checkpoint / weights (MB) | test WER (seeds) | frames/s, batch 1, 1 thread | "
+    lines = ["| model | params | checkpoint / weights (MB) | test WER (seeds) | frames/s, batch 1, 1 thread | "
              f"frames/s, batch 32 | train time (s) |", "|---|---|---|---|---|---|---|"]
     for name, m in results["models"].items():
         wer = (f"{m['test_wer_mean']:.2f}" + (f" ± {m['test_wer_std']:.2f}" if m.get("test_wer_std") is not None else "")
