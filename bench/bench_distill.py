@@ -174,7 +174,7 @@ def main() -> None:
 
 def table(results: dict) -> str:
     lines = ["| model | params | checkpoint / weights (MB) | test WER (seeds) | frames/s, batch 1, 1 thread | "
-             f"frames/s, batch 32 | train time (s) |", "|---|---|---|---|---|---|---|"]
+             "frames/s, batch 32 | train time (s) |", "|---|---|---|---|---|---|---|"]
     for name, m in results["models"].items():
         wer = (f"{m['test_wer_mean']:.2f}" + (f" ± {m['test_wer_std']:.2f}" if m.get("test_wer_std") is not None else "")
                + f" ({len(m['test_wer'])})") if m.get("test_wer") else "–"
