@@ -109,7 +109,7 @@ NOT_RUN_HERE: dict[str, str] = {
     "make test-slow": "run by .ci/run",
     "make test-all": "make test + make test-slow",
     "make bench": "benchmarks print figures; tests/test_bench.py runs each script's smoke mode",
-    "python bench/bench_distill.py --teacher outputs/bench_accuracy/teacher_s1/checkpoints/best.ckpt":
+    "python bench/bench_distill.py --teacher outputs/bench_accuracy/teacher_s1234/checkpoints/best.ckpt":
         "six student trainings (~35 minutes) after the accuracy benchmark; .ci/run runs both student commands",
     "python bench/bench_accuracy.py --runs teacher --seeds 1234 1 2":
         "three make train runs (~35 minutes); .ci/run runs make train, the same train.py defaults",
