@@ -99,6 +99,11 @@ def train(name: str, seed: int, force: bool) -> tuple[Path, dict]:
     return run_dir, json.loads(metrics.read_text())
 
 
+def best_checkpoint(run_dir: Path, metrics: dict) -> Path:
+    """The run's best checkpoint, found in its own folder (metrics.json's path is stale once a run moves)."""
+    return run_dir / "checkpoints" / Path(metrics["best_checkpoint"]).name
+
+
 def gloss_lm(run_dir: Path) -> Path:
     """The gloss 3-gram LM of the run's training split (README: python -m sign_ctc.lm ...)."""
     from omegaconf import OmegaConf
@@ -134,7 +139,7 @@ def decode(run_dir: Path, ckpt: Path) -> dict[str, float]:
 
 def measure(name: str, seed: int, force: bool, with_decoding: bool) -> dict:
     run_dir, metrics = train(name, seed, force)
-    ckpt = run_dir / "checkpoints" / Path(metrics["best_checkpoint"]).name  # valid after the run folder moved
+    ckpt = best_checkpoint(run_dir, metrics)
     by_epoch = dev_wer_by_epoch(run_dir)
     entry = {
         "run": name, "what": RUNS[name][0], "overrides": RUNS[name][1], "seed": seed,

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import TRAIN_FLAGS, _python, num_parameters  # noqa: E402
+from bench_accuracy import TRAIN_FLAGS, _python, best_checkpoint, num_parameters  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "distill.json"
@@ -130,7 +130,7 @@ def main() -> None:
     teacher_metrics = None
     if teacher is None:
         teacher_metrics = train(f"{prefix}teacher", 1234, data, args.force)
-        teacher = Path(teacher_metrics["best_checkpoint"])
+        teacher = best_checkpoint(OUT / f"{prefix}teacher_s1234", teacher_metrics)
     else:
         teacher = teacher.resolve()
         candidate = teacher.parent.parent / "metrics.json"
@@ -152,7 +152,7 @@ def main() -> None:
             m = train(run_name, seed, overrides, args.force)
             wers.append(round(m["test/wer"], 2))
             seconds.append(round(m["wall_time_s"], 1))
-            ckpt = OUT / f"{run_name}_s{seed}" / "checkpoints" / Path(m["best_checkpoint"]).name  # runs may be moved
+            ckpt = best_checkpoint(OUT / f"{run_name}_s{seed}", m)
             print(f"  {name} seed {seed}: test WER {wers[-1]}% ({seconds[-1]} s)", flush=True)
         models[name] = {"overrides": overrides, "seeds": args.seeds, "test_wer": wers, "train_seconds": seconds,
                         **describe(ckpt)}

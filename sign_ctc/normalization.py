@@ -76,9 +76,9 @@ def _exporting() -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _point_tile(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[3, 1629]: x, y, z copied to every one of the 543 points (built once per device)."""
-    return torch.eye(3, dtype=dtype, device=device).repeat(1, STATIC_DIM // 3)
+def _point_tile(device: torch.device) -> torch.Tensor:
+    """[3, 1629] float32: x, y, z copied to every one of the 543 points (built once per device)."""
+    return torch.eye(3, device=device).repeat(1, STATIC_DIM // 3)
 
 
 def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
@@ -98,7 +98,7 @@ def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch
     # The scaled centre tiled over the 543 points as a [.., 3] x [3, 1629] product (a repeat of 3-wide
     # rows is a slow copy), in float32 under a bf16 autocast too, subtracted from the static channels.
     with torch.autocast(features.device.type, enabled=False):
-        offset = (centre * scale).float() @ _point_tile(torch.float32, features.device)
+        offset = (centre * scale).float() @ _point_tile(features.device)
     out[..., :STATIC_DIM] -= offset
     return out
 
