@@ -153,9 +153,14 @@ class CTCModule(pl.LightningModule):
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw features -> (log-probs [B, T', C] in float32, output lengths)."""
-        x = self.normalizer(features, presence, lengths)
+        x = self.normalized(features, presence, lengths)
         logits, out_lengths = self.net(x, presence, lengths)
         return logits.float().log_softmax(-1), out_lengths
+
+    def normalized(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The net's input: only the leading feature blocks it reads are normalized (a net without the
+        temporal block skips three quarters of the work)."""
+        return self.normalizer(features[..., : self.net.input_dim], presence, lengths)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
@@ -204,7 +209,7 @@ class CTCModule(pl.LightningModule):
             return None
         aux_log_probs = None
         if self.aux_ctc_weight:
-            x = self.normalizer(feats, batch["presence"], batch["lengths"])
+            x = self.normalized(feats, batch["presence"], batch["lengths"])
             logits, out_lengths, aux = self.net(x, batch["presence"], batch["lengths"], return_aux=True)
             log_probs, aux_log_probs = logits.float().log_softmax(-1), aux.float().log_softmax(-1)
         else:

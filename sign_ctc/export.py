@@ -72,8 +72,8 @@ class InferenceGraph(nn.Module):
         # Shape arithmetic (not int()) keeps B and T dynamic in the trace.
         lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         present = presence > 0.5
-        # = CTCModule.forward
-        x = self.normalizer(features, present, lengths)
+        # = CTCModule.forward (the normalizer sees only the leading blocks the net reads)
+        x = self.normalizer(features[..., : self.net.input_dim], present, lengths)
         logits, out_lengths = self.net(x, present, lengths)
         return logits.float().log_softmax(-1), out_lengths
 

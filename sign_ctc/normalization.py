@@ -142,35 +142,43 @@ class Normalizer(nn.Module):
         return body_relative(x, presence, lengths, self.body_per_frame) if self.body_relative else x
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``features``: the whole layout [B, T, 6516] or its leading blocks (static only: [B, T, 1629]),
+        for a net that reads only those; each channel is normalized exactly as in the whole layout."""
         if self.needs_fit:
             raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
                                "(train.py does) or load a checkpoint that carries them")
+        width = features.shape[-1]
+        if width % STATIC_DIM or not 0 < width <= FEATURE_DIM:
+            raise ValueError(f"features must be the whole layout ({FEATURE_DIM} channels) or its leading blocks "
+                             f"(a multiple of {STATIC_DIM}), got {width} channels")
+        n_blocks = width // STATIC_DIM
         # Masks per (block, part) group instead of per channel: a few [B, T] masks, not [B, T, 6516].
-        groups = (group_presence(presence) & time_mask(lengths, presence.shape[1])[..., None, None]).to(features.dtype)
+        groups = group_presence(presence)[..., :n_blocks, :] & time_mask(lengths, presence.shape[1])[..., None, None]
+        groups = groups.to(features.dtype)
         out = self._relative(features, presence, lengths, limit=self.mode == "per_sample")
         if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
-            inv_std = 1.0 / self.std
-            inplace = out is not features and not _exporting()  # (ONNX has no addcmul with out=)
-            out = torch.addcmul(-self.mean * inv_std, out, inv_std, out=out if inplace else None)
+            inv_std = 1.0 / self.std[:width]
+            inplace = out is not features and out.is_contiguous() and not _exporting()  # (ONNX: no addcmul out=)
+            out = torch.addcmul(-self.mean[:width] * inv_std, out, inv_std, out=out if inplace else None)
         elif self.mode == "per_sample":
             out = self._standardize_per_sample(out, groups)
         out = out.clamp(-self.clip, self.clip) if out is features else out.clamp_(-self.clip, self.clip)
         if _exporting() or not out.is_contiguous():  # exporters mis-trace in-place ops on a reshaped view
-            for block, part, sl in CHANNEL_GROUPS:
+            for block, part, sl in CHANNEL_GROUPS[: n_blocks * len(PARTS)]:
                 out[..., sl] *= groups[..., block, part, None]
             return out
-        blocks = out.view(*out.shape[:-1], groups.shape[-2], STATIC_DIM)  # [.., T, 4 blocks, 1629]
+        blocks = out.view(*out.shape[:-1], n_blocks, STATIC_DIM)  # [.., T, blocks, 1629]
         for part, name in enumerate(PARTS):  # absent (block, part) groups to 0: one op per part
             blocks[..., SLICES[name]].mul_(groups[..., part, None])
         return out
 
     def _standardize_per_sample(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Mean/std of each sequence's channels over its present frames (masked sums as bmm)."""
-        B = x.shape[0]
-        mean = x.new_zeros(B, 1, FEATURE_DIM)
-        sq = x.new_zeros(B, 1, FEATURE_DIM)
-        count = x.new_zeros(B, 1, FEATURE_DIM)
-        for block, part, sl in CHANNEL_GROUPS:
+        B, width = x.shape[0], x.shape[-1]
+        mean = x.new_zeros(B, 1, width)
+        sq = x.new_zeros(B, 1, width)
+        count = x.new_zeros(B, 1, width)
+        for block, part, sl in CHANNEL_GROUPS[: groups.shape[-2] * len(PARTS)]:
             w = groups[..., block, part][:, None, :]  # [B, 1, T]
             mean[..., sl] = torch.bmm(w, x[..., sl])
             sq[..., sl] = torch.bmm(w, x[..., sl] * x[..., sl])

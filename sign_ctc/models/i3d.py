@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sign_ctc.features.layout import MODALITIES, PARTS
+from sign_ctc.features.layout import MODALITIES, PARTS, STATIC_DIM
 
 # I3D branch widths: (1x1, 3x3-reduce, 3x3, 3x3-reduce, 3x3, pool-proj)
 INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -139,6 +139,9 @@ class ModalityFusion(nn.Module):
                                 nn.LayerNorm(widths[name]), nn.ReLU())
             for name in MODALITIES if name in names
         })
+        # The leading layout blocks the projections read (whole 1629-channel blocks, as the Normalizer
+        # takes them): 1629 without the temporal block, so its 4887 channels are not even normalized.
+        self.input_dim = -(-max(MODALITIES[name].stop for name in self.projections) // STATIC_DIM) * STATIC_DIM
         self.use_presence = use_presence
         fused_in = sum(widths[name] for name in self.projections) + (len(PARTS) if use_presence else 0)
         self.fuse = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused_in, out_dim), nn.ReLU())
@@ -174,6 +177,7 @@ class I3DTeacher(nn.Module):
         widths = dict(modality_widths or {"pose": 64, "hands": 128, "face": 64, "temporal": 128})
         self.strides = tuple(int(s) for s in temporal_strides)
         self.fusion = ModalityFusion(widths, fusion_dim, dropout, use_presence, modalities)
+        self.input_dim = self.fusion.input_dim  # feature channels read: the leading blocks of the layout
         self.stem_conv = Unit1d(fusion_dim, 64, 7, stride=self.strides[0], frames=frames)
         self.stem_pool = nn.MaxPool1d(3, stride=self.strides[1], padding=1)
         self.stem_units = nn.ModuleList([Unit1d(64, 64, 1, frames=frames), Unit1d(64, 192, 3, frames=frames)])

@@ -37,6 +37,7 @@ class CTCStudent(nn.Module):
             raise ValueError(f"kernel_size must be odd (length-preserving padding), got {kernel_size}")
         self.strides = tuple(int(s) for s in conv_strides)
         self.fusion = ModalityFusion(dict(modality_widths), fusion_dim, dropout, use_presence, modalities)
+        self.input_dim = self.fusion.input_dim  # feature channels read: the leading blocks of the layout
         cin = fusion_dim
         self.convs = nn.ModuleList()
         for cout in conv_channels:
