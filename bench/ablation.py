@@ -45,15 +45,20 @@ RUNS: dict[str, tuple[str, list[str]]] = {
                  [NO_RES, *NO_AUX, "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR", "~model.scheduler.T_max",
                   "~model.scheduler.eta_min", "+model.scheduler.max_lr=1e-3", "+model.scheduler.pct_start=0.1",
                   "model.scheduler_interval=step"]),
-    "blank_bias": ("per-frame body, blank bias initialised to 2", [NO_RES, *NO_AUX, "model.net.blank_bias=2.0"]),
     "per_frame_no_temporal": ("per-frame body, without the temporal block",
                               [NO_RES, *NO_AUX, "model.net.modalities=[pose,hands,face]"]),
     "per_frame_no_std": ("per-frame body, no per-channel standardization",
                          [NO_RES, *NO_AUX, "normalization=none", "normalization.body_relative=true",
                           "normalization.body_per_frame=true"]),
-    "lr_3e-3": ("per-frame body, peak learning rate 3e-3 (cosine per epoch)", [NO_RES, *NO_AUX, "model.optimizer.lr=3e-3"]),
     "residual": ("per-frame body + aux CTC + shortcuts around the Inception blocks (the default now)",
                  ["model.net.residual=true"]),
+    # One change each from today's defaults (shortcuts, aux CTC, per-frame body).
+    "blank_bias": ("defaults + blank bias initialised to 2", ["model.net.blank_bias=2.0"]),
+    "lr_3e-3": ("defaults + peak learning rate 3e-3 (cosine per epoch)", ["model.optimizer.lr=3e-3"]),
+    "dropout_0.3": ("defaults + dropout 0.3 (fusion, before and after the BiLSTM)", ["model.net.dropout=0.3"]),
+    "wd_1e-2": ("defaults + weight decay 1e-2", ["model.optimizer.weight_decay=1e-2"]),
+    "batch_16": ("defaults + batch size 16", ["data.batch_size=16"]),
+    "no_clip": ("defaults without gradient clipping (norm 1 by default)", ["trainer.gradient_clip_val=null"]),
 }
 
 

@@ -198,3 +198,42 @@ def test_body_relative_per_frame_centres_every_frame_on_its_shoulders():
     assert torch.allclose(per_frame[0, :, 0], torch.zeros(T), atol=1e-6)
     assert torch.allclose(per_frame[0, :, 3 * LEFT_SHOULDER], torch.full((T,), 0.5), atol=1e-5)
     assert float(per_seq[0, :, 0].std()) > 0.5  # per sequence the walk stays in the coordinates
+
+
+@pytest.mark.parametrize("mode,body_relative,per_frame",
+                         [("global", True, True), ("global", False, False), ("per_sample", True, False),
+                          ("none", True, True), ("none", False, False)])
+def test_the_leading_blocks_are_normalized_exactly_as_in_the_whole_layout(small_corpus, mode, body_relative,
+                                                                         per_frame):
+    """A net without the temporal block gets the static 1629 channels only: the same values, not
+    renormalized on their own."""
+    batches = _batches(small_corpus)
+    norm = Normalizer(mode, body_relative=body_relative, body_per_frame=per_frame)
+    if mode == "global":
+        norm.fit(batches)
+    b = batches[0]
+    whole = norm(b["features"], b["presence"], b["lengths"])
+    static = norm(b["features"][..., :1629], b["presence"], b["lengths"])
+    assert static.shape == (*b["features"].shape[:2], 1629)
+    torch.testing.assert_close(static, whole[..., :1629], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="leading blocks"):
+        norm(b["features"][..., :1000], b["presence"], b["lengths"])
+
+
+def test_a_net_without_the_temporal_block_never_reads_it(make_cfg):
+    """The student's default: the temporal channels can hold anything, even NaN, and the output stays."""
+    import hydra
+
+    cfg = make_cfg("model=student")
+    torch.manual_seed(0)
+    x, presence, lengths = torch.randn(2, 40, 6516), torch.ones(2, 40, 4, dtype=torch.bool), torch.tensor([40, 31])
+    normalizer = hydra.utils.instantiate(cfg.normalization)
+    normalizer.fit([{"features": x, "presence": presence, "lengths": lengths}])
+    module = hydra.utils.instantiate(cfg.model, normalizer=normalizer, vocab=["<blank>", "<unk>", "A", "B"]).eval()
+    assert module.net.input_dim == 1629
+    with torch.no_grad():
+        ref, n = module(x, presence, lengths)
+        x[..., 1629:] = float("nan")
+        out, n2 = module(x, presence, lengths)
+    assert torch.equal(n, n2) and torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
