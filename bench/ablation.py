@@ -59,6 +59,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "wd_1e-2": ("defaults + weight decay 1e-2", ["model.optimizer.weight_decay=1e-2"]),
     "batch_16": ("defaults + batch size 16", ["data.batch_size=16"]),
     "no_clip": ("defaults without gradient clipping (norm 1 by default)", ["trainer.gradient_clip_val=null"]),
+    "static_only": ("defaults without the temporal block (pose, hands, face only)",
+                    ["model.net.modalities=[pose,hands,face]"]),
 }
 
 
