@@ -3,6 +3,8 @@
     python bench/bench_distill.py --teacher outputs/train/runs/<run>/checkpoints/best.ckpt [--seeds 1234 1 2]
     python bench/bench_distill.py --data synthetic_hard --teacher <a teacher trained with data=synthetic_hard>
     python bench/bench_distill.py --table [--data synthetic_hard]
+    python bench/bench_distill.py --teacher <ckpt> --student model.net.bidirectional=true --tag bidirectional_ \
+        --results distill_bidirectional.json     # another student: overrides of both its runs
 
 Without --teacher the teacher is trained first (`python train.py`, the defaults = make train, seed
 1234). Each student is the real `python train.py model=student [distillation=frame_kl
@@ -113,6 +115,9 @@ def main() -> None:
                         help="data config of every run (synthetic_hard: the harder corpus; results distill_<data>.json)")
     parser.add_argument("--results", default=None,
                         help="results file name in bench/results (default distill.json, distill_<data>.json)")
+    parser.add_argument("--student", nargs="*", default=[], metavar="OVERRIDE",
+                        help="overrides of both student variants, e.g. model.net.bidirectional=true")
+    parser.add_argument("--tag", default="", help="prefix of the student runs' names (for --student variants)")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
@@ -143,9 +148,10 @@ def main() -> None:
                                  train_seconds=[round(teacher_metrics["wall_time_s"], 1)])
     # The distilled runs are named after the teacher's run folder: another teacher never reuses them.
     teacher_run = teacher.parent.parent.name
-    variants = {"student": (f"{prefix}student", [*data, "model=student"]),
-                "distilled": (f"{prefix}distilled_from_{teacher_run}",
-                              [*data, "model=student", "distillation=frame_kl", f"distillation.teacher_ckpt={teacher}"])}
+    student = [*data, "model=student", *args.student]
+    variants = {"student": (f"{prefix}{args.tag}student", student),
+                "distilled": (f"{prefix}{args.tag}distilled_from_{teacher_run}",
+                              [*student, "distillation=frame_kl", f"distillation.teacher_ckpt={teacher}"])}
     for name, (run_name, overrides) in variants.items():
         wers, seconds, ckpt = [], [], None
         for seed in args.seeds:
@@ -155,7 +161,7 @@ def main() -> None:
             ckpt = best_checkpoint(OUT / f"{run_name}_s{seed}", m)
             print(f"  {name} seed {seed}: test WER {wers[-1]}% ({seconds[-1]} s)", flush=True)
         models[name] = {"overrides": overrides, "seeds": args.seeds, "test_wer": wers, "train_seconds": seconds,
-                        **describe(ckpt)}
+                        "epochs": m["epochs"], **describe(ckpt)}
         speed_ckpts[name] = ckpt  # the last seed's checkpoint: speed does not depend on the weights
     for name, speed in inference_speeds(speed_ckpts, frames).items():
         models[name].update(speed)

@@ -79,7 +79,7 @@ def test_student_learns_from_the_teacher_through_train_py(make_cfg, teacher_ckpt
     # the student's checkpoint holds the student alone, and records what taught it
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert not any("teacher" in k for k in ckpt["state_dict"])
-    assert ckpt["state_dict"]["net.classifier.weight"].shape[1] == 256  # the student's 2 x 128 BiLSTM
+    assert ckpt["state_dict"]["net.classifier.weight"].shape[1] == 128  # the student's unidirectional 128-unit LSTM
     assert ckpt["sign_ctc"]["recipe"]["distillation"]["teacher_ckpt"] == str(teacher_ckpt)
 
 

@@ -102,7 +102,7 @@ RUNS: dict[str, list[str]] = {
 NOT_RUN_HERE: dict[str, str] = {
     "make train": ".ci/run runs it (13 minutes on 2 cores); its command line is train.py's defaults",
     "make test": "the test suite itself, run by .ci/run",
-    "python train.py model=student": ".ci/run runs it after make train (12 epochs on the default corpus)",
+    "python train.py model=student": ".ci/run runs it after make train (10 epochs on the default corpus)",
     "python train.py model=student distillation=frame_kl distillation.teacher_ckpt=outputs/train/runs/<run>/checkpoints/best.ckpt":
         ".ci/run runs it with make train's best checkpoint as the teacher",
     'make train ARGS="seed=1"': "a make train variant (.ci/run runs make train)",

@@ -167,3 +167,26 @@ def test_residual_shortcuts_add_no_parameters_and_keep_padding_out():
     assert alone.shape == other.shape and (alone - other).abs().max() > 1e-3
     assert int(n_both[0]) == int(n_alone[0])
     torch.testing.assert_close(both[0, : int(n_alone[0])], alone[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_default_student_streams_with_a_bounded_look_ahead(make_cfg, bidirectional):
+    """model=student's output frame j (input frames 4j..4j+3) reads no input past frame 4j + 9, so it
+    can run on a live stream 6 frames behind; the BiLSTM variant reads the whole sentence."""
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("model=student", *([] if not bidirectional else ["model.net.bidirectional=true"]))
+    torch.manual_seed(0)
+    net = instantiate(cfg.model.net)(num_classes=20).eval()
+    assert 0.6e6 < sum(p.numel() for p in net.parameters()) < (1.0e6 if bidirectional else 0.75e6)
+    T = 64
+    x, presence, lengths = torch.randn(1, T, 6516), torch.ones(1, T, 4), torch.tensor([T])
+    with torch.no_grad():
+        base, n = net(x, presence, lengths)
+        assert int(n[0]) == 16
+        for t in range(0, T, 3):
+            x2 = x.clone()
+            x2[0, t] += 3.0
+            changed = ((net(x2, presence, lengths)[0] - base).abs().amax(-1)[0] > 1e-6).nonzero().flatten()
+            first = int(changed[0])
+            assert first == (0 if bidirectional else max(0, -(-(t - 9) // 4))), t
