@@ -3,7 +3,8 @@
     python bench/ablation.py --epochs 4 [--only NAME ...]
 
 Each run is the real `python train.py` with the default config plus its overrides, for `--epochs`
-epochs of the default 12-epoch schedule (`model.scheduler.T_max=12`), so a row shows where the
+epochs of the 12-epoch schedule (`model.scheduler.T_max=12`, the default until 2026-11-28 and kept so
+the rows stay comparable; `make train` now runs 10 epochs), so a row shows where the
 default recipe would be after that many epochs. Results go to bench/results/ablation.json (one
 entry per run, written after each run) and `python bench/ablation.py --table` prints the table.
 """
