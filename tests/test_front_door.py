@@ -100,7 +100,7 @@ RUNS: dict[str, list[str]] = {
 
 # README commands no test here runs, and why.
 NOT_RUN_HERE: dict[str, str] = {
-    "make train": ".ci/run runs it (13 minutes on 2 cores); its command line is train.py's defaults",
+    "make train": ".ci/run runs it (about 12 minutes on 2 cores); its command line is train.py's defaults",
     "make test": "the test suite itself, run by .ci/run",
     "python train.py model=student": ".ci/run runs it after make train (10 epochs on the default corpus)",
     "python train.py model=student distillation=frame_kl distillation.teacher_ckpt=outputs/train/runs/<run>/checkpoints/best.ckpt":

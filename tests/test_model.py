@@ -175,7 +175,7 @@ def test_the_default_student_streams_with_a_bounded_look_ahead(make_cfg, bidirec
     can run on a live stream 6 frames behind; the BiLSTM variant reads the whole sentence."""
     from hydra.utils import instantiate
 
-    cfg = make_cfg("model=student", *([] if not bidirectional else ["model.net.bidirectional=true"]))
+    cfg = make_cfg("model=student", *(["model.net.bidirectional=true"] if bidirectional else []))
     torch.manual_seed(0)
     net = instantiate(cfg.model.net)(num_classes=20).eval()
     assert 0.6e6 < sum(p.numel() for p in net.parameters()) < (1.0e6 if bidirectional else 0.75e6)
