@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 train: install
 	$(PY) train.py $(ARGS)
 
-## Fast test suite (about 6 minutes on 2 CPU cores).
+## Fast test suite (about 8 minutes on 2 CPU cores).
 test: install
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 

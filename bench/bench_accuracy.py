@@ -105,7 +105,7 @@ def best_checkpoint(run_dir: Path, metrics: dict) -> Path:
 
 
 def gloss_lm(run_dir: Path) -> Path:
-    """The gloss 3-gram LM of the run's training split (README: python -m sign_ctc.lm ...)."""
+    """The gloss 3-gram LM of the run's training split (README: python -m sign_ctc.decoding.lm ...)."""
     from omegaconf import OmegaConf
 
     import sign_ctc  # noqa: F401  (registers the ${sign_ctc.cwd:} resolver that paths.root_dir uses)
@@ -113,7 +113,7 @@ def gloss_lm(run_dir: Path) -> Path:
     root = Path(OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), "data.root"))
     lm = root / "gloss3.arpa"
     if not lm.exists():
-        _python(["-m", "sign_ctc.lm", "--corpus-csv", str(root / "train.corpus.csv"), "--order", "3", "--out", str(lm)],
+        _python(["-m", "sign_ctc.cli.lm", "--corpus-csv", str(root / "train.corpus.csv"), "--order", "3", "--out", str(lm)],
                 run_dir / "lm.log")
     return lm
 

@@ -54,7 +54,7 @@ def train(name: str, seed: int, overrides: list[str], force: bool) -> dict:
 
 def mean_test_length(ckpt: Path) -> int:
     """Mean test-sentence length (frames) of the corpus the checkpoint was trained on."""
-    from sign_ctc.checkpoint import read_checkpoint
+    from sign_ctc.models.checkpoint import read_checkpoint
 
     data = read_checkpoint(ckpt)["sign_ctc"]["recipe"]["data"]
     rows = (Path(data["root"]) / "num_frames.csv").read_text().splitlines()[1:]
@@ -69,7 +69,7 @@ def inference_speeds(ckpts: dict[str, Path], frames: int, rounds: int = 7) -> di
     the ratios hold even when the absolute figures drift between runs."""
     import torch
 
-    from sign_ctc.checkpoint import load_module
+    from sign_ctc.models.checkpoint import load_module
 
     modules = {name: load_module(ckpt) for name, ckpt in ckpts.items()}
     threads = torch.get_num_threads()

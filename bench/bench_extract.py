@@ -25,7 +25,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sign_ctc.atomic import write_text_atomic  # noqa: E402
-from sign_ctc.features import extract as ex  # noqa: E402
+from sign_ctc.extraction.discover import discover  # noqa: E402
+from sign_ctc.extraction.run import extract  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -42,7 +43,7 @@ def measure(video: Path, copies: int, workers: int, root: Path) -> dict:
         os.symlink(video.resolve(), src / f"copy{k}{video.suffix}")
     load = os.getloadavg()[0]
     cpu0, start = cpu_seconds(), time.perf_counter()
-    report = ex.extract(ex.discover(src), root / f"out_w{workers}", workers=workers, progress=False, summary=None)
+    report = extract(discover(src), root / f"out_w{workers}", workers=workers, progress=False, summary=None)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     if report["counts"]["failed"]:
         raise RuntimeError(f"extraction failed: {report['failures']}")

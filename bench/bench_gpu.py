@@ -40,9 +40,9 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 from common import add_corpus_args, corpus_from_args, figure, machine, write_result  # noqa: E402
 
-from sign_ctc.ctc_module import CTCModule  # noqa: E402
+from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule, resolve_workers  # noqa: E402
-from sign_ctc.normalization import Normalizer  # noqa: E402
+from sign_ctc.models.normalization import Normalizer  # noqa: E402
 
 FULL_TRAIN_SENTENCES = 5671
 FETCH = "[_TrainingEpochLoop].train_dataloader_next"
@@ -70,8 +70,8 @@ class StepClock(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._sync()
         self.steps.append(time.perf_counter() - self._start)
-        self.frames.append(int(batch["lengths"].sum()))
-        self.padded.append(int(batch["features"].shape[0] * batch["features"].shape[1]))
+        self.frames.append(int(batch.lengths.sum()))
+        self.padded.append(int(batch.features.shape[0] * batch.features.shape[1]))
         self.losses.append(float(outputs["loss"]))
 
 

@@ -2,7 +2,7 @@
 
 Ours: the packed float16 store, raw landmarks per sample, padded into a float16 batch
 (``collate_landmarks``); the features are derived after the transfer, on the device
-(``sign_ctc.features.derive``). Baselines in the same run: the same store with the features derived
+(``sign_ctc.data.batch.Batch.with_features``). Baselines in the same run: the same store with the features derived
 in the loader workers (the design before 2026-11-27), the naive seed form (one float32 [T, 6516]
 `.npy` per sample, per-sample tensors + ``collate``) and reading the `.pose` files directly. Then
 what the device does per batch (feature derivation + the Normalizer, global statistics,
@@ -28,8 +28,7 @@ from common import (REPO, PhoenixScaleCorpus, add_corpus_args, apply_default_bac
 from sign_ctc.data.corpus import Corpus  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
 from sign_ctc.data.vocabulary import Vocabulary  # noqa: E402
-from sign_ctc.features.derive import with_features  # noqa: E402
-from sign_ctc.normalization import Normalizer  # noqa: E402
+from sign_ctc.models.normalization import Normalizer  # noqa: E402
 
 
 class NpyCorpus(Corpus):
@@ -68,7 +67,7 @@ class DerivedInWorkers(SignDataModule):
 
     def _source(self, split, augment=False):
         source, collate_fn = super()._source(split, augment)
-        return source, lambda samples: with_features(collate_fn(samples))
+        return source, lambda samples: collate_fn(samples).with_features()
 
 
 def pipeline_rate(dm: SignDataModule, batches: int) -> dict:
@@ -80,8 +79,8 @@ def pipeline_rate(dm: SignDataModule, batches: int) -> dict:
     start = time.perf_counter()
     for _ in range(batches):
         b = next(it)
-        samples += len(b["ids"])
-        frames += int(b["lengths"].sum())
+        samples += len(b.ids)
+        frames += int(b.lengths.sum())
         x = b.get("points", b.get("features"))
         padded += x.shape[0] * x.shape[1]
         nbytes += x.numel() * x.element_size()
@@ -100,9 +99,9 @@ def device_work(dm: SignDataModule, normalizer: Normalizer, batches: int) -> dic
     derive = norm = 0.0
     for b in got:
         t0 = time.perf_counter()
-        f = with_features(b)
+        f = b.with_features()
         t1 = time.perf_counter()
-        normalizer(f["features"], f["presence"], f["lengths"])
+        normalizer(f.features, f.presence, f.lengths)
         derive, norm = derive + t1 - t0, norm + time.perf_counter() - t1
     return {"derive_ms_per_batch": round(1000 * derive / len(got), 1),
             "normalize_ms_per_batch": round(1000 * norm / len(got), 1), "batches": len(got)}
@@ -113,7 +112,7 @@ def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
     from omegaconf import OmegaConf
 
     import hydra
-    from sign_ctc.ctc_module import CTCModule
+    from sign_ctc.models.ctc_module import CTCModule
 
     cfg = OmegaConf.load(REPO / "conf" / "model" / "i3d.yaml")
     cfg.scheduler = None
@@ -128,8 +127,8 @@ def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
             break
 
     def step(b):
-        b = with_features(b)  # the module's on_after_batch_transfer
-        log_probs, out_lengths = model(b["features"], b["presence"], b["lengths"])
+        b = b.with_features()  # the module's on_after_batch_transfer
+        log_probs, out_lengths = model(b.features, b.presence, b.lengths)
         per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, b)
         loss = per_sample[feasible].mean()
         opt.zero_grad(set_to_none=True)
@@ -142,8 +141,8 @@ def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
     start = time.perf_counter()
     for b in batches[1:]:
         step(b)
-        samples += len(b["ids"])
-        frames += int(b["lengths"].sum())
+        samples += len(b.ids)
+        frames += int(b.lengths.sum())
     wall = time.perf_counter() - start
     return {"samples_per_s": round(samples / wall, 3), "frames_per_s": round(frames / wall, 1),
             "seconds_per_step": round(wall / steps, 3), "steps": steps, "parameters": model.num_parameters()}

@@ -39,11 +39,11 @@ import torch  # noqa: E402
 from common import (CACHE, REPO, MemorySampler, add_corpus_args, apply_default_backend, corpus_from_args,  # noqa: E402
                     figure, machine, write_result)
 
-from sign_ctc.ctc_module import CTCModule  # noqa: E402
+from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
-from sign_ctc.features.derive import with_features  # noqa: E402
-from sign_ctc.instantiate import instantiate_group  # noqa: E402
-from sign_ctc.normalization import Normalizer  # noqa: E402
+from sign_ctc.run.build import build_model  # noqa: E402
+from sign_ctc.run.instantiate import instantiate_group  # noqa: E402
+from sign_ctc.models.normalization import Normalizer  # noqa: E402
 
 
 def compose_train_config() -> Any:
@@ -55,13 +55,13 @@ def compose_train_config() -> Any:
                                                        f"paths.output_dir={CACHE}", "logger=csv"])
 
 
-def build_model(cfg: Any, dm: SignDataModule, normalizer: Normalizer) -> CTCModule:
-    import hydra
+def bench_model(cfg: Any, dm: SignDataModule, normalizer: Normalizer) -> CTCModule:
+    """train.py's model (``run.build.build_model``) from seed 0 on the one fitted normalizer, without the
+    per-epoch schedule (a few dozen steps never move it)."""
+    from omegaconf import OmegaConf
 
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.scheduler = None  # a few dozen steps: the per-epoch schedule never moves
     torch.manual_seed(0)
-    return hydra.utils.instantiate(model_cfg, normalizer=copy.deepcopy(normalizer), vocab=dm.vocab.tokens)
+    return build_model(OmegaConf.merge(cfg, {"model": {"scheduler": None}}), dm, copy.deepcopy(normalizer))
 
 
 class BareStep:
@@ -87,8 +87,8 @@ class BareStep:
         start = time.perf_counter()
         if b is None:
             b = self.last = self._next()
-        b = with_features(b)  # what the module's on_after_batch_transfer does
-        log_probs, out_lengths = self.model(b["features"], b["presence"], b["lengths"])
+        b = b.with_features()  # what the module's on_after_batch_transfer does
+        log_probs, out_lengths = self.model(b.features, b.presence, b.lengths)
         per_sample, feasible, _ = self.model.ctc_loss(log_probs, out_lengths, b)
         loss = per_sample[feasible].mean()
         self.opt.zero_grad(set_to_none=True)
@@ -115,11 +115,11 @@ class Lockstep(pl.Callback):
         if timed:
             self.lightning_s.append(end - self.resume)
         bare_s = self.bare()
-        if self.bare.last["ids"] != batch["ids"]:
+        if self.bare.last.ids != batch.ids:
             raise RuntimeError("the bare loop's loader gave other batches than Lightning's")
         if timed:
             self.bare_s.append(bare_s)
-            self.frames.append(int(batch["lengths"].sum()))
+            self.frames.append(int(batch.lengths.sum()))
         self.n += 1
         self.resume = time.perf_counter()
 
@@ -136,13 +136,13 @@ def fit(cfg: Any, dm: SignDataModule, normalizer: Normalizer, steps: int, extra:
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,
             enable_model_summary=False, callbacks=[*extra, *per_step], logger=instantiate_group(cfg.logger))
-        trainer.fit(build_model(cfg, dm, normalizer), datamodule=dm)
+        trainer.fit(bench_model(cfg, dm, normalizer), datamodule=dm)
     return [type(cb).__name__ for cb in per_step]
 
 
 def lightning_vs_bare(cfg: Any, dm: SignDataModule, normalizer: Normalizer, steps: int, warmup: int) -> dict:
     clip = cfg.trainer.get("gradient_clip_val")
-    lockstep = Lockstep(BareStep(build_model(cfg, dm, normalizer), clip, dm.train_dataloader()), warmup)
+    lockstep = Lockstep(BareStep(bench_model(cfg, dm, normalizer), clip, dm.train_dataloader()), warmup)
     callbacks = fit(cfg, dm, normalizer, steps + warmup, [lockstep])
     light, bare, frames = lockstep.lightning_s, lockstep.bare_s, lockstep.frames
     ratios = [a / b for a, b in zip(light, bare)]
@@ -160,10 +160,10 @@ def lightning_vs_bare(cfg: Any, dm: SignDataModule, normalizer: Normalizer, step
 def onednn_on_off(cfg: Any, dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
     """The bare step with oneDNN off and on, alternating which goes first, on fresh batches."""
     clip = cfg.trainer.get("gradient_clip_val")
-    native, onednn = BareStep(build_model(cfg, dm, normalizer), clip), BareStep(build_model(cfg, dm, normalizer), clip)
+    native, onednn = BareStep(bench_model(cfg, dm, normalizer), clip), BareStep(bench_model(cfg, dm, normalizer), clip)
     loader = dm.train_dataloader()
     loader.batch_sampler.set_epoch(1)  # other batches than the paired run's epoch 0
-    batches = [with_features(b) for _, b in zip(range(steps + 1), loader)]
+    batches = [b.with_features() for _, b in zip(range(steps + 1), loader)]
     times: dict[bool, list[float]] = {False: [], True: []}
     saved = torch.backends.mkldnn.enabled
     try:
@@ -175,13 +175,13 @@ def onednn_on_off(cfg: Any, dm: SignDataModule, normalizer: Normalizer, steps: i
                     times[enabled].append(dt)
     finally:
         torch.backends.mkldnn.enabled = saved
-    frames = sum(int(b["lengths"].sum()) for b in batches[1:])
+    frames = sum(int(b.lengths.sum()) for b in batches[1:])
     ratios = [a / b for a, b in zip(times[True], times[False])]
     return {"steps": steps, "frames": frames,
             "native_frames_per_s": round(frames / sum(times[False]), 1),
             "onednn_frames_per_s": round(frames / sum(times[True]), 1),
             "onednn_extra_median_pct": round(100 * (statistics.median(ratios) - 1), 2),
-            "padded_lengths": [int(b["features"].shape[1]) for b in batches[1:]]}
+            "padded_lengths": [int(b.features.shape[1]) for b in batches[1:]]}
 
 
 def main() -> None:
@@ -202,7 +202,9 @@ def main() -> None:
     dm = SignDataModule(corpus, batch_size=args.batch_size, num_workers=args.workers, seed=args.seed,
                         store=True, store_dir=str(corpus.root / "store"))
     dm.dataset("train")
-    normalizer = Normalizer("global", body_relative=True)
+    import hydra
+
+    normalizer: Normalizer = hydra.utils.instantiate(cfg.normalization)  # the config's, fitted on a few batches
     normalizer.fit(b for _, b in zip(range(4), dm.split_batches("train")))
     print(f"I3D teacher, batch {args.batch_size}, {args.workers} workers, torch threads {torch.get_num_threads()}, "
           f"backend {info['backend']}; {args.steps} paired steps")

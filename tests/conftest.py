@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-DATA = Path(__file__).resolve().parent / "data"
-
-# The small corpus every training test shares (built once per session under the cache dir).
-SMALL_CORPUS = ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12", "data.num_workers=0",
-                "data.batch_size=8", "data.eval_batch_size=12"]
+from tests.helpers import compose_cfg
 
 torch.set_num_threads(2)
 
@@ -26,20 +17,6 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
-
-
-def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, cache: Path) -> DictConfig:
-    """Compose the real config from conf/ as Hydra would for a run, with test paths."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=[
-            f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={cache}",
-            *overrides,
-        ])
-        HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 @pytest.fixture
@@ -64,7 +41,7 @@ def small_corpus(cache_dir: Path):
 def abc_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A gloss 3-gram LM for which "A B" is always followed by C and D only ever starts a sentence
     (decoding tests: it flips an A B D whose D is not acoustically clear)."""
-    from sign_ctc.lm import train_kneser_ney, write_arpa
+    from sign_ctc.decoding.lm import train_kneser_ney, write_arpa
 
     lm = train_kneser_ney([["A", "B", "C"]] * 30 + [["D", "E"]] * 30 + [["A", "E"]] * 5, order=3)
     path = tmp_path_factory.mktemp("lm") / "abc.arpa"

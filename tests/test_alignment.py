@@ -1,4 +1,4 @@
-"""CTC forced alignment (sign_ctc.alignment) against brute force, the CTC loss and the greedy path."""
+"""CTC forced alignment (sign_ctc.decoding.alignment) against brute force, the CTC loss and the greedy path."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sign_ctc.alignment import AlignmentError, align_sequence, ctc_viterbi, forced_align, frame_labels
-from sign_ctc.decoding import greedy_decode
+from sign_ctc.decoding.alignment import AlignmentError, align_sequence, ctc_viterbi, forced_align, frame_labels
+from sign_ctc.decoding.decoders import greedy_decode
 
 
 def collapse(path: tuple[int, ...], blank: int = 0) -> list[int]:

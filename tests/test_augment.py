@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.features.derive import with_features
 from sign_ctc.data.augment import (FACE_MIDLINE, MIRROR_POINTS, POINT_PART, PoseAugmentation, affine_matrix,
                                    apply_affine, ctc_min_outputs, face_mirror_permutation, mirror, resample,
                                    sample_rng)
@@ -180,7 +179,7 @@ def test_resampling_interpolates_between_detections_and_keeps_gaps():
 
 
 def test_ctc_min_outputs_matches_the_module():
-    from sign_ctc.ctc_module import ctc_required_lengths
+    from sign_ctc.models.ctc_module import ctc_required_lengths
 
     rng = np.random.default_rng(0)
     targets = [rng.integers(2, 5, rng.integers(1, 9)) for _ in range(50)]
@@ -239,17 +238,17 @@ def test_the_training_loader_is_augmented_and_dev_and_statistics_are_not(make_cf
     assert dms["none"].augmentation is None and isinstance(dms["default"].augmentation, PoseAugmentation)
 
     def first(loader) -> dict:
-        return with_features(next(iter(loader)))
+        return next(iter(loader)).with_features()
 
     train = {name: dm.train_dataloader() for name, dm in dms.items()}
     plain, augmented = first(train["none"]), first(train["default"])
-    assert plain["ids"] == augmented["ids"]  # the same sampler order
-    n = min(plain["features"].shape[1], augmented["features"].shape[1])
-    assert (augmented["features"][:, :n] - plain["features"][:, :n]).abs().max() > 1e-3
+    assert plain.ids == augmented.ids  # the same sampler order
+    n = min(plain.features.shape[1], augmented.features.shape[1])
+    assert (augmented.features[:, :n] - plain.features[:, :n]).abs().max() > 1e-3
     # Epoch determinism with workers: epoch 0 again is identical; epoch 1 differs; 0 workers agree.
     again = first(train["default"])
-    assert torch.equal(again["features"], augmented["features"]) and torch.equal(again["presence"],
-                                                                                 augmented["presence"])
+    assert torch.equal(again.features, augmented.features) and torch.equal(again.presence,
+                                                                                 augmented.presence)
     sampler = train["default"].batch_sampler
     sampler.set_epoch(1)
     epoch1 = first(train["default"])
@@ -257,26 +256,26 @@ def test_the_training_loader_is_augmented_and_dev_and_statistics_are_not(make_cf
     # and each sample differs from its epoch-0 augmentation.
     view = train["default"].dataset
     ids = [s.id for s in view.dataset.sentences]
-    rows = [ids.index(sid) for sid in epoch1["ids"]]
-    assert torch.equal(with_features(collate_landmarks([view[(i, 1)] for i in rows]))["features"], epoch1["features"])
+    rows = [ids.index(sid) for sid in epoch1.ids]
+    assert torch.equal(collate_landmarks([view[(i, 1)] for i in rows]).with_features().features, epoch1.features)
     for i in rows:
         e0, e1 = view[(i, 0)], view[(i, 1)]
         assert e0.points.shape != e1.points.shape or np.abs(e0.points - e1.points).max() > 1e-3
     dms["default"].num_workers = 0
-    assert torch.equal(first(dms["default"].train_dataloader())["features"], augmented["features"])
+    assert torch.equal(first(dms["default"].train_dataloader()).features, augmented.features)
     dms["default"].num_workers = 2
     # Dev batches and the normalization statistics' batches are the plain landmarks.
-    dev = [(with_features(a), with_features(b)) for a, b in zip(dms["none"].val_dataloader(), dms["default"].val_dataloader())]
-    assert sum(len(a["ids"]) for a, _ in dev) == 12
+    dev = [(a.with_features(), b.with_features()) for a, b in zip(dms["none"].val_dataloader(), dms["default"].val_dataloader())]
+    assert sum(len(a.ids) for a, _ in dev) == 12
     for dev_none, dev_aug in dev:
-        assert dev_none["ids"] == dev_aug["ids"] and torch.equal(dev_none["features"], dev_aug["features"])
-        assert torch.equal(dev_none["presence"], dev_aug["presence"])
+        assert dev_none.ids == dev_aug.ids and torch.equal(dev_none.features, dev_aug.features)
+        assert torch.equal(dev_none.presence, dev_aug.presence)
     stats_none, stats_aug = first(dms["none"].split_batches("train")), first(dms["default"].split_batches("train"))
-    assert torch.equal(stats_none["features"], stats_aug["features"])
+    assert torch.equal(stats_none.features, stats_aug.features)
 
 
 def test_build_model_refuses_an_augmentation_stride_below_the_nets(make_cfg, small_corpus):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     short = make_cfg("augmentation=default", "model.net.temporal_strides=[2,1,2,2]", "normalization=none", *CORPUS)
     with pytest.raises(ValueError, match="set augmentation.temporal_stride=8"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sign_ctc.backend import TorchBackend, apply_backend
+from sign_ctc.run.backend import TorchBackend, apply_backend
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from sign_ctc.features.derive import with_features
 from sign_ctc.data.corpus import Corpus, Sentence, write_phoenix2014
 from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
@@ -187,8 +185,8 @@ def test_skip_bad_files_packs_the_rest_and_the_store_keeps_the_list(corpus, tmp_
     assert f"{bad_ids[1]} ({_path(corpus, 'train', 4)}): file not found" in warning
     assert [s["id"] for s in ds.store.manifest["skipped"]] == bad_ids
     assert json.loads(bad_files_path(store_dir, "train").read_text())["skip_bad_files"] is True
-    batch = with_features(next(iter(dm.train_dataloader())))
-    assert batch["features"].shape[0] == 4 and torch.isfinite(batch["features"]).all()
+    batch = next(iter(dm.train_dataloader())).with_features()
+    assert batch.features.shape[0] == 4 and torch.isfinite(batch.features).all()
 
     # reused (not repacked): the list still comes from the manifest; without skipping it is refused
     manifest = store_dir / "train" / MANIFEST_FILE
@@ -272,20 +270,20 @@ def test_without_a_store_bad_files_are_checked_in_one_pass_too(corpus):
 
 
 def test_pack_command_reports_every_bad_file_of_every_split_and_exits_2(make_cfg, corpus, tmp_path, capsys):
-    from sign_ctc.pack import run
+    from sign_ctc.cli.pack import run
 
     _truncate(_path(corpus, "train", 0))
     _path(corpus, "dev", 1).unlink()
     _nan_file(corpus)
     store_dir = tmp_path / "cmd"
-    args = ["data=mediapipe_full", f"data.root={corpus.root}", f"data.store_dir={store_dir}", "+splits=[train,dev]"]
-    assert run(make_cfg(*args)) == 2
+    args = ["data=mediapipe_full", f"data.root={corpus.root}", f"data.store_dir={store_dir}", "splits=[train,dev]"]
+    assert run(make_cfg(*args, config_name="pack")) == 2
     err = capsys.readouterr().err
     assert f"{_path(corpus, 'train', 0)}: not a readable .pose file" in err
     assert f"{_path(corpus, 'dev', 1)}: file not found (sample {_id(corpus, 'dev', 1)})" in err
     assert bad_files_path(store_dir, "train").is_file() and bad_files_path(store_dir, "dev").is_file()
 
-    assert run(make_cfg(*args, "data.skip_bad_files=true")) == 0
+    assert run(make_cfg(*args, "data.skip_bad_files=true", config_name="pack")) == 0
     out = capsys.readouterr().out
     assert "train: 11 sentences" in out and "dev: 3 sentences" in out
     assert f"pack: train: 1 bad sample(s) left out (skip_bad_files=true):\n  {_path(corpus, 'train', 0)}: " in out
@@ -295,7 +293,7 @@ def test_pack_command_reports_every_bad_file_of_every_split_and_exits_2(make_cfg
 
 @pytest.mark.parametrize("case", ["nan", "skip"])
 def test_training_runs_to_the_end_and_metrics_json_names_the_skipped(case, make_cfg, corpus, tmp_path):
-    from train import train
+    from sign_ctc.run.train import train
 
     overrides = ["data=mediapipe_full", f"data.root={corpus.root}", "data.num_workers=0", "data.batch_size=4",
                  "data.eval_batch_size=4", "debug=fast_dev_run", "logger=none", "callbacks.rich_progress_bar=null"]

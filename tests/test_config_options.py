@@ -16,9 +16,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import corpora
-from sign_ctc.features.derive import with_features
-from conftest import CONF
+from tests import corpora
+from tests.helpers import CONF
+from sign_ctc.data.batch import Batch
 
 GROUPS = ["data", "model", "normalization", "augmentation", "distillation", "decoding", "trainer", "logger", "callbacks",
           "experiment", "hparams_search", "backend"]
@@ -61,7 +61,7 @@ def build_model(cfg: DictConfig) -> Any:
     x = torch.randn(2, 40, 6516)
     presence = torch.ones(2, 40, 4, dtype=torch.bool)
     if normalizer.needs_fit:
-        normalizer.fit([{"features": x, "presence": presence, "lengths": torch.tensor([40, 30])}])
+        normalizer.fit([Batch.unlabelled(x, presence, torch.tensor([40, 30]))])
     module = hydra.utils.instantiate(cfg.model, normalizer=normalizer, vocab=["<blank>", "<unk>", "A", "B"])
     log_probs, lengths = module(x, presence, torch.tensor([40, 30]))
     assert log_probs.shape == (2, 10, 4) and lengths.tolist() == [10, 8] and torch.isfinite(log_probs).all()
@@ -73,10 +73,10 @@ def check_data(cfg: DictConfig) -> None:
     dm = hydra.utils.instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    batch = with_features(next(iter(dm.train_dataloader())))
-    B, T, D = batch["features"].shape
-    assert D == 6516 and B == len(batch["ids"]) and int(batch["lengths"].max()) == T
-    assert int(batch["target_lengths"].sum()) == len(batch["targets"]) and torch.isfinite(batch["features"]).all()
+    batch = next(iter(dm.train_dataloader())).with_features()
+    B, T, D = batch.features.shape
+    assert D == 6516 and B == len(batch.ids) and int(batch.lengths.max()) == T
+    assert int(batch.target_lengths.sum()) == len(batch.targets) and torch.isfinite(batch.features).all()
 
 
 @pytest.mark.parametrize("option", options("data"))
@@ -164,3 +164,57 @@ def test_missing_data_root_is_a_clear_error(make_cfg) -> None:
     with pytest.raises(Exception, match="data.root is not set"):
         hydra.utils.instantiate(cfg.data)
     assert Path(CONF / "data" / "csl_daily.yaml").is_file()
+
+
+# ------------------------------------------------------------------ one source of truth for defaults
+
+# The config that introduces each of our classes: its values are the defaults, and a class's own
+# keyword defaults must say the same (or the class has none and the YAML decides). Other options of
+# a group are variants of these files (data/synthetic.yaml extends data/mediapipe_full.yaml; the
+# student changes the i3d recipe's aux loss, etc.) and may set other values.
+BASE_FILES = ["data/mediapipe_full.yaml", "data/synthetic.yaml:corpus", "model/i3d.yaml", "model/student.yaml:net",
+              "normalization/global.yaml", "augmentation/default.yaml", "distillation/frame_kl.yaml",
+              "decoding/greedy.yaml", "decoding/beam.yaml", "figure_style/default.yaml",
+              *(f"callbacks/{p.name}" for p in sorted((CONF / "callbacks").glob("*.yaml"))
+                if "_target_: sign_ctc." in p.read_text())]
+
+
+def _target_nodes(node: Any, path: str) -> list[tuple[str, dict]]:
+    """(path, node) of every node with a sign_ctc `_target_` under ``node``."""
+    found = []
+    if isinstance(node, dict):
+        if str(node.get("_target_", "")).startswith("sign_ctc."):
+            found.append((path, node))
+        for key, value in node.items():
+            found += _target_nodes(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _target_nodes(value, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("base", BASE_FILES)
+def test_class_defaults_are_the_yaml_defaults(base: str) -> None:
+    import importlib
+    import inspect
+
+    file, _, key = base.partition(":")
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / file))
+    raw = raw[key] if key else raw
+    nodes = _target_nodes(raw, base)
+    assert nodes, f"{base} names no sign_ctc class"
+    mismatches = []
+    for path, node in nodes:
+        module, _, name = node["_target_"].rpartition(".")
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+        for arg, value in node.items():
+            if arg.startswith("_") or arg not in params or params[arg].default is inspect.Parameter.empty:
+                continue
+            if isinstance(value, dict) or (isinstance(value, str) and ("${" in value or value == "???")):
+                continue  # nested objects, interpolations, mandatory values: decided at composition
+            default = params[arg].default
+            same = list(default) == list(value) if isinstance(value, list) and isinstance(default, (list, tuple)) \
+                else default == value
+            if not same:
+                mismatches.append(f"{path}: {name}({arg}={default!r}) but the YAML says {value!r}")
+    assert mismatches == []

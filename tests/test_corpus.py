@@ -53,7 +53,7 @@ def test_vocabulary_blank_unk_and_round_trip(tmp_path):
 
 
 def _csl_release(root, sentences_by_split):
-    import corpora
+    from tests import corpora
 
     corpora.csl_daily_labels(sentences_by_split, root)
     return root

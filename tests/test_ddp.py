@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.features.derive import with_features
-from conftest import ROOT, SMALL_CORPUS
-from test_wandb import TINY
+from tests.helpers import ROOT, SMALL_CORPUS
+from tests.test_wandb import TINY
 
 
 def test_sampler_splits_batches_disjointly_over_ranks():
@@ -42,7 +41,7 @@ def test_lightning_reshuffles_the_length_buckets_every_epoch(small_corpus):
             self.seen: dict[int, list[tuple[str, ...]]] = {}
 
         def training_step(self, batch, batch_idx):
-            self.seen.setdefault(self.current_epoch, []).append(tuple(batch["ids"]))
+            self.seen.setdefault(self.current_epoch, []).append(tuple(batch.ids))
             return self.w.sum() * 0.0
 
         def configure_optimizers(self):
@@ -63,8 +62,8 @@ def test_lightning_reshuffles_the_length_buckets_every_epoch(small_corpus):
 
 @pytest.mark.slow  # ~40 s: a training, a single-process and a 2-process evaluation
 def test_two_gloo_processes_give_the_single_process_test_wer(make_cfg, small_corpus, tmp_path, cache_dir):
-    from eval import evaluate
-    from train import train
+    from sign_ctc.run.evaluate import evaluate
+    from sign_ctc.run.train import train
 
     run = tmp_path / "run"
     train(make_cfg("logger=csv", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "test=false",
@@ -98,7 +97,7 @@ class LossDtype(pl.Callback):
 
 
 def test_bf16_mixed_keeps_ctc_in_float32(make_cfg, small_corpus):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg(*SMALL_CORPUS, "data.batch_size=2", *TINY)
     datamodule = build_datamodule(cfg)
@@ -112,10 +111,10 @@ def test_bf16_mixed_keeps_ctc_in_float32(make_cfg, small_corpus):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
     # inside autocast the net computes in bf16, the log-probs and the CTC loss in float32
-    batch = with_features(next(iter(datamodule.train_dataloader())))
+    batch = next(iter(datamodule.train_dataloader())).with_features()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, _ = model.net(torch.nan_to_num(batch["features"]), batch["presence"], batch["lengths"])
-        log_probs, out_lengths = model(batch["features"], batch["presence"], batch["lengths"])
+        logits, _ = model.net(torch.nan_to_num(batch.features), batch.presence, batch.lengths)
+        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
         per_sample, _, raw = model.ctc_loss(log_probs, out_lengths, batch)
     assert logits.dtype == torch.bfloat16
     assert log_probs.dtype == per_sample.dtype == raw.dtype == torch.float32

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sign_ctc.ctm import read_stm
+from sign_ctc.scoring.ctm import read_stm
 from sign_ctc.data.corpus import Sentence, write_phoenix2014
-from sign_ctc.decoding import BeamSearchDecoder, greedy_decode
-from sign_ctc.lm import BOS, EOS, UNK, format_arpa, read_arpa, train_kneser_ney, write_arpa
+from sign_ctc.decoding.decoders import BeamSearchDecoder, greedy_decode
+from sign_ctc.decoding.lm import BOS, EOS, UNK, format_arpa, read_arpa, train_kneser_ney, write_arpa
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_STM = Path(__file__).parent / "data" / "phoenix2014" / "phoenix2014-groundtruth-dev.stm"
@@ -161,7 +161,7 @@ def test_lm_cli_trains_from_corpus_csv(tmp_path):
     write_phoenix2014(csv, [Sentence(f"s{i}", tuple(r.tokens), "Signer01") for i, r in enumerate(read_stm(DEV_STM))])
     out = tmp_path / "gloss.arpa"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-m", "sign_ctc.lm", "--corpus-csv", str(csv), "--order", "2",
+    res = subprocess.run([sys.executable, "-m", "sign_ctc.cli.lm", "--corpus-csv", str(csv), "--order", "2",
                           "--out", str(out)], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "540 sentences" in res.stdout

@@ -1,4 +1,4 @@
-"""Tuning the beam decoder's LM weight and word bonus on dev (sign_ctc.decoding_tuning, eval.py)."""
+"""Tuning the beam decoder's LM weight and word bonus on dev (sign_ctc.decoding.tuning, eval.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import hydra
 import pytest
 import torch
 
-from conftest import SMALL_CORPUS
-from sign_ctc.decoding import BeamSearchDecoder
-from sign_ctc.decoding_tuning import (
+from tests.helpers import SMALL_CORPUS
+from sign_ctc.decoding.decoders import BeamSearchDecoder
+from sign_ctc.decoding.tuning import (
     DevSample,
     decode_samples,
     grid_points,
@@ -25,7 +25,7 @@ from sign_ctc.decoding_tuning import (
     with_tuned_values,
     write_tuned,
 )
-from sign_ctc.scoring import wer
+from sign_ctc.scoring.wer import wer
 
 VOCAB = ["<blank>", "<unk>", "A", "B", "C", "D", "E"]
 LM_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
@@ -147,7 +147,7 @@ def test_tuned_file_round_trip_and_staleness(make_cfg, abc_lm, tmp_path, caplog)
     other_lm = tmp_path / "other.arpa"
     shutil.copy(abc_lm, other_lm)
     cfg = make_cfg(f"ckpt_path={ckpt}", "decoding=beam", f"decoding.lm_path={other_lm}", config_name="eval")
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.decoding_tuning"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.decoding.tuning"):
         assert with_tuned_values(cfg.decoding, ckpt) == (cfg.decoding, None)
     assert f"tuned with lm_path={abc_lm}" in caplog.text
 
@@ -158,7 +158,7 @@ def test_tuned_file_round_trip_and_staleness(make_cfg, abc_lm, tmp_path, caplog)
     shutil.copy(tuned_path(ckpt), tuned_path(stale))
     caplog.clear()
     cfg = make_cfg(f"ckpt_path={stale}", "decoding=beam", config_name="eval")
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.decoding_tuning"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.decoding.tuning"):
         assert read_tuned(stale) is None
         assert with_tuned_values(cfg.decoding, stale) == (cfg.decoding, None)
     assert "tuned for another checkpoint" in caplog.text and str(ckpt.resolve()) in caplog.text
@@ -173,7 +173,7 @@ def _tiny_checkpoint(make_cfg, tmp_path: Path) -> Path:
     with the corpus). No training: a training step takes >10 s on a loaded 2-core machine, and the
     tuning only needs log-probs. The blank bias of -1 makes it emit glosses (not only blanks), so
     the grid's WERs differ; a few epochs of training would still give blanks only (100% everywhere)."""
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     torch.manual_seed(1234)
     cfg = make_cfg("logger=none", *SMALL_CORPUS, "model.net.blank_bias=-1", output_dir=tmp_path / "run")
@@ -187,8 +187,8 @@ def _tiny_checkpoint(make_cfg, tmp_path: Path) -> Path:
 
 
 def test_eval_tunes_on_dev_writes_beside_the_checkpoint_and_reuses(make_cfg, small_corpus, tmp_path, caplog):
-    from eval import evaluate
-    from sign_ctc.lm import main as lm_main
+    from sign_ctc.run.evaluate import evaluate
+    from sign_ctc.cli.lm import main as lm_main
 
     ckpt = _tiny_checkpoint(make_cfg, tmp_path)
     arpa = tmp_path / "gloss.arpa"
@@ -237,14 +237,14 @@ def test_eval_tunes_on_dev_writes_beside_the_checkpoint_and_reuses(make_cfg, sma
         (tmp_path / "tuned" / "test_predictions.csv").read_text()
 
     # predict reads the same file through the same function
-    from sign_ctc.predict import run as predict_run
+    from sign_ctc.cli.predict import run as predict_run
 
     sentence = small_corpus.sentences("test")[0]
     pose = small_corpus.landmark_path("test", sentence)
     pred_cfg = make_cfg(f"ckpt_path={ckpt}", f"pose={pose}", "decoding=beam", config_name="predict",
                         output_dir=tmp_path / "pred")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sign_ctc.decoding_tuning"):
+    with caplog.at_level(logging.INFO, logger="sign_ctc.decoding.tuning"):
         (prediction,) = predict_run(pred_cfg)
     assert f"values tuned on dev in {path}" in caplog.text
     lines = (tmp_path / "reused" / "test_predictions.csv").read_text().splitlines()

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_CORPUS
-from sign_ctc.features.derive import with_features
-from sign_ctc.distillation import DistillationError, FrameKLDistillation, frame_kl
+from tests.helpers import SMALL_CORPUS
+from sign_ctc.models.distillation import DistillationError, FrameKLDistillation, frame_kl
 
 TINY = ["logger=csv", "callbacks.rich_progress_bar=null", "test=false", *SMALL_CORPUS]
 
@@ -48,8 +47,8 @@ def test_frame_kl_ignores_padded_frames():
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory, cache_dir, small_corpus) -> Path:
     """A small I3D teacher trained for one epoch on the shared small corpus through train.py."""
-    from conftest import compose_cfg
-    from train import train
+    from tests.helpers import compose_cfg
+    from sign_ctc.run.train import train
 
     run = tmp_path_factory.mktemp("teacher")
     cfg = compose_cfg("train", [*TINY, "trainer.max_epochs=1"], run, cache_dir)
@@ -59,7 +58,7 @@ def teacher_ckpt(tmp_path_factory, cache_dir, small_corpus) -> Path:
 
 
 def test_student_learns_from_the_teacher_through_train_py(make_cfg, teacher_ckpt, tmp_path, cache_dir):
-    from train import train
+    from sign_ctc.run.train import train
 
     run = tmp_path / "student"
     cfg = make_cfg(*TINY, "trainer.max_epochs=2", "model=student", "distillation=frame_kl",
@@ -84,7 +83,7 @@ def test_student_learns_from_the_teacher_through_train_py(make_cfg, teacher_ckpt
 
 
 def test_cached_outputs_equal_the_teachers_and_spare_its_forwards(make_cfg, teacher_ckpt, tmp_path):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg(*TINY, "model=student", "distillation=frame_kl", f"distillation.teacher_ckpt={teacher_ckpt}",
                    f"distillation.cache_dir={tmp_path / 'cache'}")
@@ -92,15 +91,15 @@ def test_cached_outputs_equal_the_teachers_and_spare_its_forwards(make_cfg, teac
     student = build_model(cfg, dm)
     dist: FrameKLDistillation = student.distillation
     dm.setup("fit")
-    batch = with_features(next(iter(dm.train_dataloader())))
-    out_lengths = student.net.output_lengths(batch["lengths"])
+    batch = next(iter(dm.train_dataloader())).with_features()
+    out_lengths = student.net.output_lengths(batch.lengths)
     frames = int(out_lengths.max())
     first = dist.teacher_log_probs(batch, out_lengths, frames)
-    assert dist.teacher_forwards == len(batch["ids"])
+    assert dist.teacher_forwards == len(batch.ids)
     again = dist.teacher_log_probs(batch, out_lengths, frames)
-    assert dist.teacher_forwards == len(batch["ids"])  # all read from the cache
+    assert dist.teacher_forwards == len(batch.ids)  # all read from the cache
     with torch.no_grad():
-        direct, lengths = dist.teacher(batch["features"], batch["presence"], batch["lengths"])
+        direct, lengths = dist.teacher(batch.features, batch.presence, batch.lengths)
     assert torch.equal(lengths, out_lengths)
     for i, n in enumerate(out_lengths.tolist()):
         assert torch.allclose(first[i, :n], direct[i, :n], atol=1e-5)
@@ -109,7 +108,7 @@ def test_cached_outputs_equal_the_teachers_and_spare_its_forwards(make_cfg, teac
 
 
 def test_augmentation_runs_the_teacher_on_the_fly(make_cfg, teacher_ckpt, tmp_path):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg(*TINY, "model=student", "augmentation=default", "distillation=frame_kl",
                    f"distillation.teacher_ckpt={teacher_ckpt}", f"distillation.cache_dir={tmp_path / 'cache'}")
@@ -124,7 +123,7 @@ def test_augmentation_runs_the_teacher_on_the_fly(make_cfg, teacher_ckpt, tmp_pa
     ("data.corpus.seed=99", "vocabulary"),
 ])
 def test_a_teacher_that_cannot_teach_is_refused(make_cfg, teacher_ckpt, override, message):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg(*TINY, "model=student", "distillation=frame_kl", f"distillation.teacher_ckpt={teacher_ckpt}",
                    *override.split())
@@ -133,7 +132,7 @@ def test_a_teacher_that_cannot_teach_is_refused(make_cfg, teacher_ckpt, override
 
 
 def test_a_teacher_of_another_feature_layout_is_refused(make_cfg, teacher_ckpt, tmp_path):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     ckpt = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
     ckpt["sign_ctc"]["layout_version"] = "mp-holistic-0000-v0"
@@ -145,7 +144,7 @@ def test_a_teacher_of_another_feature_layout_is_refused(make_cfg, teacher_ckpt, 
 
 
 def test_missing_teacher_checkpoint_is_a_clear_error(make_cfg, tmp_path):
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg(*TINY, "model=student", "distillation=frame_kl", f"distillation.teacher_ckpt={tmp_path / 'no.ckpt'}")
     with pytest.raises(DistillationError, match="checkpoint not found"):

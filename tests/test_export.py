@@ -1,6 +1,6 @@
-"""Export (sign_ctc.export): ONNX through onnxruntime and TorchScript through torch.jit.load give the
+"""Export (sign_ctc.models.export): ONNX through onnxruntime and TorchScript through torch.jit.load give the
 checkpoint's PyTorch log-probs (max abs diff <= 1e-4) at several lengths, the JSON beside the model
-carries what inference needs, bad input is refused by name, and ``sign_ctc.predict model_path=...``
+carries what inference needs, bad input is refused by name, and ``sign_ctc.cli.predict model_path=...``
 on the real video gives the checkpoint's prediction."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from conftest import CONF, DATA, SMALL_CORPUS, compose_cfg
+from tests.helpers import CONF, DATA, SMALL_CORPUS, compose_cfg
 
 VIDEO = DATA / "signer_58f.mp4"
 LENGTHS = (17, 64, 150)
@@ -25,7 +25,7 @@ def write_tiny_checkpoint(cfg: DictConfig, path: Path) -> Path:
     """An untrained model's checkpoint, saved as train.py saves it (vocabulary, fitted global
     statistics, recipe), with random BatchNorm running statistics so that eval-mode BatchNorm is
     not the identity and the comparison covers it. No training: a step takes >10 s on 2 cores."""
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     torch.manual_seed(1234)
     model = build_model(cfg, build_datamodule(cfg))
@@ -53,7 +53,7 @@ def tiny_ckpt(request, tmp_path_factory, cache_dir, small_corpus) -> Path:
 def real_inputs(small_corpus, missing: str, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``frames`` frames of synthetic test-split signing (sentences joined), derived as predict derives them."""
     from sign_ctc.features.pose_io import read_pose
-    from sign_ctc.predict import model_inputs
+    from sign_ctc.models.inference import model_inputs
 
     feats, presence = [], []
     for sentence in small_corpus.sentences("test"):
@@ -83,8 +83,8 @@ def run_exported(path: Path, fmt: str, features: torch.Tensor, presence: torch.T
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_matches_pytorch(tiny_ckpt: Path, small_corpus, tmp_path: Path, fmt: str) -> None:
-    from sign_ctc.checkpoint import load_module
-    from sign_ctc.export import export_checkpoint
+    from sign_ctc.models.checkpoint import load_module
+    from sign_ctc.models.export import export_checkpoint
 
     out = tmp_path / f"model.{fmt}"
     meta = export_checkpoint(tiny_ckpt, fmt, out)
@@ -119,7 +119,8 @@ def test_exported_model_matches_pytorch(tiny_ckpt: Path, small_corpus, tmp_path:
 
 
 def test_export_command_config_writes_beside_the_checkpoint(tiny_ckpt: Path, tmp_path: Path, cache_dir: Path) -> None:
-    from sign_ctc.export import ExportedModel, run
+    from sign_ctc.cli.export import run
+    from sign_ctc.models.export import ExportedModel
 
     cfg = compose_cfg("export", [f"ckpt_path={tiny_ckpt}", "format=torchscript"], tmp_path, cache_dir)
     run(cfg)
@@ -136,8 +137,8 @@ def test_export_command_config_writes_beside_the_checkpoint(tiny_ckpt: Path, tmp
 
 
 def test_bad_export_requests_are_refused_by_name(tiny_ckpt: Path, tmp_path: Path) -> None:
-    from sign_ctc.checkpoint import CheckpointError
-    from sign_ctc.export import ExportedModel, ExportError, export_checkpoint
+    from sign_ctc.models.checkpoint import CheckpointError
+    from sign_ctc.models.export import ExportedModel, ExportError, export_checkpoint
 
     with pytest.raises(CheckpointError, match=f"checkpoint not found: {tmp_path / 'nope.ckpt'}"):
         export_checkpoint(tmp_path / "nope.ckpt", "onnx")
@@ -164,12 +165,13 @@ def test_bad_export_requests_are_refused_by_name(tiny_ckpt: Path, tmp_path: Path
 
 
 def test_predict_runs_the_exported_model_on_the_real_video(tiny_ckpt: Path, tmp_path: Path, cache_dir: Path) -> None:
-    """The exported ONNX model through `sign_ctc.predict model_path=...` on the real video gives the
+    """The exported ONNX model through `sign_ctc.cli.predict model_path=...` on the real video gives the
     checkpoint's glosses; the log-probs of both agree within 1e-4 on the video's landmarks."""
-    from sign_ctc.checkpoint import load_module
-    from sign_ctc.export import ExportedModel, export_checkpoint
-    from sign_ctc.predict import forward_landmarks, landmarks_of, model_inputs
-    from sign_ctc.predict import run as predict_run
+    from sign_ctc.models.checkpoint import load_module
+    from sign_ctc.models.export import ExportedModel, export_checkpoint
+    from sign_ctc.cli.predict import landmarks_of
+    from sign_ctc.models.inference import forward_landmarks, model_inputs
+    from sign_ctc.cli.predict import run as predict_run
 
     out = tmp_path / "model.onnx"
     export_checkpoint(tiny_ckpt, "onnx", out)
@@ -190,7 +192,7 @@ def test_predict_runs_the_exported_model_on_the_real_video(tiny_ckpt: Path, tmp_
 
 
 def test_predict_needs_exactly_one_model(tmp_path: Path, cache_dir: Path) -> None:
-    from sign_ctc.predict import run as predict_run
+    from sign_ctc.cli.predict import run as predict_run
 
     for overrides in ([], ["ckpt_path=a.ckpt", "model_path=a.onnx"]):
         with pytest.raises(ValueError, match="give ckpt_path=<checkpoint.ckpt> or model_path="):

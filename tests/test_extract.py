@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sign_ctc.features import extract as ex
+from sign_ctc.extraction.discover import (FRAMES_SUBDIR, ExtractInputError, WorkItem, discover, parse_shard,
+                                         select_shard)
+from sign_ctc.extraction.run import extract, summary_name_for_shard
+from sign_ctc.extraction.worker import HolisticOptions, ModelUnavailableError, check_model_available, pose_model_path
 from sign_ctc.features.pose_io import read_pose
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +74,7 @@ def frame_folder(root: Path, name: str, frames: list[np.ndarray]) -> Path:
 def video_run(tmp_path_factory) -> tuple[Path, dict]:
     """signer_58f.mp4 extracted once (single process); shared by the checks below."""
     out = tmp_path_factory.mktemp("video_out")
-    report = ex.extract(ex.discover(need(VIDEO)), out, progress=False)
+    report = extract(discover(need(VIDEO)), out, progress=False)
     return out, report
 
 
@@ -118,9 +121,9 @@ def test_summary_json_written_atomically(video_run) -> None:
 def test_phoenix_frame_folder(tmp_path) -> None:
     frames = tmp_path / "frames" / PHOENIX_ID
     shutil.copytree(need(PHOENIX_FRAMES), frames)
-    items = ex.discover(frames)
+    items = discover(frames)
     assert [(i.id, i.kind, i.output) for i in items] == [(PHOENIX_ID, "frames", f"{PHOENIX_ID}.pose")]
-    report = ex.extract(items, tmp_path / "out", progress=False)
+    report = extract(items, tmp_path / "out", progress=False)
     assert report["counts"]["extracted"] == 1
     path = tmp_path / "out" / f"{PHOENIX_ID}.pose"
     lm = read_pose(path)
@@ -141,10 +144,10 @@ def test_phoenix_corpus_mode_with_refined_face(tmp_path) -> None:
     ann = root / "annotations" / "manual" / "PHOENIX-2014-T.test.corpus.csv"
     ann.parent.mkdir(parents=True)
     shutil.copy(need(PHOENIX_T_CSV), ann)
-    shutil.copytree(need(PHOENIX_FRAMES), root / ex.FRAMES_SUBDIR / "test" / PHOENIX_ID)
-    items = ex.discover(root, split="test")
+    shutil.copytree(need(PHOENIX_FRAMES), root / FRAMES_SUBDIR / "test" / PHOENIX_ID)
+    items = discover(root, split="test")
     assert [i.output for i in items] == [f"test/{PHOENIX_ID}.pose"]
-    report = ex.extract(items, tmp_path / "out", options=ex.HolisticOptions(refine_face=True), progress=False)
+    report = extract(items, tmp_path / "out", options=HolisticOptions(refine_face=True), progress=False)
     assert report["counts"]["extracted"] == 1, report["failures"]
     from pose_format import Pose
 
@@ -160,10 +163,10 @@ def test_two_workers_match_one(tmp_path, video_frames) -> None:
     src = tmp_path / "src"
     for k in range(4):
         frame_folder(src, f"clip{k}", video_frames[k * 4 : k * 4 + 8])
-    items = ex.discover(src)
+    items = discover(src)
     assert len(items) == 4
-    one = ex.extract(items, tmp_path / "one", workers=1, progress=False)
-    two = ex.extract(items, tmp_path / "two", workers=2, progress=False)
+    one = extract(items, tmp_path / "one", workers=1, progress=False)
+    two = extract(items, tmp_path / "two", workers=2, progress=False)
     assert one["counts"]["extracted"] == two["counts"]["extracted"] == 4
     assert two["workers"] == 2
     a, b = pose_bytes(tmp_path / "one"), pose_bytes(tmp_path / "two")
@@ -175,8 +178,8 @@ def test_sentences_do_not_leak_tracking_state(tmp_path, video_frames) -> None:
     src = tmp_path / "src"
     frame_folder(src, "a_first", video_frames[12:20])
     frame_folder(src, "b_second", video_frames[:8])
-    ex.extract(ex.discover(src), tmp_path / "both", progress=False)
-    alone = ex.extract(ex.discover(src / "b_second"), tmp_path / "alone", progress=False)
+    extract(discover(src), tmp_path / "both", progress=False)
+    alone = extract(discover(src / "b_second"), tmp_path / "alone", progress=False)
     assert alone["counts"]["extracted"] == 1
     assert (tmp_path / "both" / "b_second.pose").read_bytes() == (tmp_path / "alone" / "b_second.pose").read_bytes()
 
@@ -185,8 +188,8 @@ def test_resume_skips_finished_and_cleans_partials(tmp_path, video_frames) -> No
     src, out = tmp_path / "src", tmp_path / "out"
     for name in ("a", "b", "c"):
         frame_folder(src, name, video_frames[:3])
-    items = ex.discover(src)
-    ex.extract(items[:1], out, progress=False)  # "a" finished by an earlier run
+    items = discover(src)
+    extract(items[:1], out, progress=False)  # "a" finished by an earlier run
     finished = out / "a.pose"
     old = os.stat(finished).st_mtime_ns
     stale = out / ".b.pose.x1y2z3.tmp"  # an interrupted atomic write of "b"
@@ -194,7 +197,7 @@ def test_resume_skips_finished_and_cleans_partials(tmp_path, video_frames) -> No
     (out / "c.pose").write_bytes(b"truncated by something non-atomic")  # unreadable output: redo
     time.sleep(0.01)
 
-    report = ex.extract(items, out, progress=False)
+    report = extract(items, out, progress=False)
     assert report["counts"] == {"total": 3, "extracted": 2, "skipped": 1, "failed": 0, "not_run": 0}
     assert report["sentences"]["a"]["status"] == "skipped"
     assert report["sentences"]["a"]["frames"] == 3
@@ -202,7 +205,7 @@ def test_resume_skips_finished_and_cleans_partials(tmp_path, video_frames) -> No
     assert not stale.exists() and not list(out.glob(".*.tmp"))
     assert len(read_pose(out / "c.pose")) == 3
 
-    again = ex.extract(items, out, progress=False)  # a third run does nothing
+    again = extract(items, out, progress=False)  # a third run does nothing
     assert again["counts"]["skipped"] == 3 and again["counts"]["extracted"] == 0
 
 
@@ -212,7 +215,7 @@ def test_corrupt_video_is_recorded_and_others_succeed(tmp_path) -> None:
     os.symlink(need(VIDEO), src / "good.mp4")
     (src / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     (src / "empty.mp4").write_bytes(b"")
-    report = ex.extract(ex.discover(src), tmp_path / "out", workers=2, progress=False)
+    report = extract(discover(src), tmp_path / "out", workers=2, progress=False)
     assert report["counts"]["extracted"] == 1 and report["counts"]["failed"] == 2
     failures = {f["id"]: f["reason"] for f in report["failures"]}
     assert set(failures) == {"bad", "empty"}
@@ -223,64 +226,64 @@ def test_corrupt_video_is_recorded_and_others_succeed(tmp_path) -> None:
 
 
 def test_shards_are_disjoint_and_cover_everything() -> None:
-    items = [ex.WorkItem(f"s{i:03d}", "frames", (f"/x/s{i}/*",), f"s{i:03d}.pose") for i in range(23)]
+    items = [WorkItem(f"s{i:03d}", "frames", (f"/x/s{i}/*",), f"s{i:03d}.pose") for i in range(23)]
     shuffled = list(reversed(items))
     for n in (1, 2, 3, 5, 30):
-        parts = [ex.select_shard(shuffled, k, n) for k in range(n)]
+        parts = [select_shard(shuffled, k, n) for k in range(n)]
         flat = [it.output for part in parts for it in part]
         assert sorted(flat) == [it.output for it in items]  # covers, no duplicates
         assert len(set(flat)) == len(flat)
         assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
-        assert parts == [ex.select_shard(items, k, n) for k in range(n)]  # order-independent
-    assert ex.parse_shard("1/4") == (1, 4)
+        assert parts == [select_shard(items, k, n) for k in range(n)]  # order-independent
+    assert parse_shard("1/4") == (1, 4)
     for bad in ("4/4", "1", "-1/2", "a/b", "0/0"):
-        with pytest.raises(ex.ExtractInputError):
-            ex.parse_shard(bad)
-    assert ex.summary_name_for_shard("extract_summary.json", 1, 4) == "extract_summary.shard-1-of-4.json"
+        with pytest.raises(ExtractInputError):
+            parse_shard(bad)
+    assert summary_name_for_shard("extract_summary.json", 1, 4) == "extract_summary.shard-1-of-4.json"
 
 
 @pytest.mark.parametrize("complexity", [0, 2])
 def test_missing_model_gives_clear_error_without_network(complexity, tmp_path) -> None:
-    if ex.pose_model_path(complexity).is_file():
+    if pose_model_path(complexity).is_file():
         pytest.skip(f"the complexity-{complexity} model is installed here")
     start = time.perf_counter()
-    with pytest.raises(ex.ModelUnavailableError, match=f"model_complexity={complexity}.*model_complexity=1"):
-        ex.extract([], tmp_path, options=ex.HolisticOptions(model_complexity=complexity), progress=False)
+    with pytest.raises(ModelUnavailableError, match=f"model_complexity={complexity}.*model_complexity=1"):
+        extract([], tmp_path, options=HolisticOptions(model_complexity=complexity), progress=False)
     assert time.perf_counter() - start < 1.0  # a file check, no download attempt
     with pytest.raises(ValueError):
-        ex.check_model_available(3)
+        check_model_available(3)
 
 
 def test_discover_modes_and_errors(tmp_path) -> None:
-    with pytest.raises(ex.ExtractInputError, match="input not found"):
-        ex.discover(tmp_path / "nope")
+    with pytest.raises(ExtractInputError, match="input not found"):
+        discover(tmp_path / "nope")
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ex.ExtractInputError, match="not a video"):
-        ex.discover(tmp_path / "notes.txt")
-    with pytest.raises(ex.ExtractInputError, match="no videos"):
-        ex.discover(tmp_path)
+    with pytest.raises(ExtractInputError, match="not a video"):
+        discover(tmp_path / "notes.txt")
+    with pytest.raises(ExtractInputError, match="no videos"):
+        discover(tmp_path)
     vids = tmp_path / "vids"
     vids.mkdir()
     (vids / "b.mp4").write_bytes(b"")
     (vids / "a.avi").write_bytes(b"")
-    assert [i.output for i in ex.discover(vids)] == ["a.pose", "b.pose"]
+    assert [i.output for i in discover(vids)] == ["a.pose", "b.pose"]
     (vids / "a.mp4").write_bytes(b"")
-    with pytest.raises(ex.ExtractInputError, match="same output"):
-        ex.discover(vids)
+    with pytest.raises(ExtractInputError, match="same output"):
+        discover(vids)
     # PHOENIX-2014 form: folder column is the glob, frames_root/<split>/ its base
     ann = tmp_path / "dev.corpus.csv"
     ann.write_text("id|folder|signer|annotation\nS1|S1/1/*.png|Signer01|A B\n")
     (tmp_path / "fr" / "dev").mkdir(parents=True)
-    (item,) = ex.discover(None, annotation=ann, frames_root=tmp_path / "fr")
+    (item,) = discover(None, annotation=ann, frames_root=tmp_path / "fr")
     assert item.output == "dev/S1.pose" and item.sources[0] == str(tmp_path / "fr" / "dev" / "S1/1/*.png")
-    with pytest.raises(ex.ExtractInputError, match="frame folder for split"):
-        ex.discover(None, annotation=ann, split="test", frames_root=tmp_path / "fr")
+    with pytest.raises(ExtractInputError, match="frame folder for split"):
+        discover(None, annotation=ann, split="test", frames_root=tmp_path / "fr")
 
 
 def test_cli_bad_input_exits_nonzero_with_message(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "sign_ctc.extract", f"input={tmp_path / 'missing.mp4'}", f"output={tmp_path / 'o'}",
+        [sys.executable, "-m", "sign_ctc.cli.extract", f"input={tmp_path / 'missing.mp4'}", f"output={tmp_path / 'o'}",
          f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
@@ -291,7 +294,7 @@ def test_cli_run_with_composed_config(tmp_path) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sign_ctc.extract import run
+    from sign_ctc.cli.extract import run
 
     GlobalHydra.instance().clear()  # other tests may leave Hydra initialized
     frames = tmp_path / PHOENIX_ID
@@ -302,7 +305,7 @@ def test_cli_run_with_composed_config(tmp_path) -> None:
         assert run(cfg) == 0
         assert (tmp_path / "out" / f"{PHOENIX_ID}.pose").is_file()
         bad = compose("extract", overrides=[f"input={frames}", f"output={tmp_path / 'o2'}", "model_complexity=2"])
-        if not ex.pose_model_path(2).is_file():
+        if not pose_model_path(2).is_file():
             assert run(bad) == 2
 
 
@@ -314,7 +317,7 @@ def test_killed_run_resumes(tmp_path, video_frames) -> None:
         frame_folder(src, f"clip{k}", video_frames[:12])
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sign_ctc.extract", f"input={src}", f"output={out}", "progress=false",
+        [sys.executable, "-m", "sign_ctc.cli.extract", f"input={src}", f"output={out}", "progress=false",
          f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -326,7 +329,7 @@ def test_killed_run_resumes(tmp_path, video_frames) -> None:
         proc.wait(timeout=30)
     done = {p.name: p.stat().st_mtime_ns for p in out.glob("*.pose")}
     assert done, "the run finished no file before the deadline"
-    report = ex.extract(ex.discover(src), out, progress=False)
+    report = extract(discover(src), out, progress=False)
     assert report["counts"]["skipped"] == len(done)
     assert report["counts"]["skipped"] + report["counts"]["extracted"] == 4
     assert {n: (out / n).stat().st_mtime_ns for n in done} == done
@@ -340,9 +343,9 @@ def test_two_workers_match_one_on_full_videos(tmp_path) -> None:
     src.mkdir()
     for k in range(4):
         os.symlink(need(VIDEO), src / f"copy{k}.mp4")
-    items = ex.discover(src)
-    ex.extract(items, tmp_path / "one", workers=1, progress=False)
-    ex.extract(items, tmp_path / "two", workers=2, progress=False)
+    items = discover(src)
+    extract(items, tmp_path / "one", workers=1, progress=False)
+    extract(items, tmp_path / "two", workers=2, progress=False)
     a, b = pose_bytes(tmp_path / "one"), pose_bytes(tmp_path / "two")
     assert len(a) == 4 and a == b
     assert len(set(a.values())) == 1  # every copy gives the same file

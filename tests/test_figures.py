@@ -1,4 +1,4 @@
-"""The pictures (sign_ctc.figures), headless: skeleton video frames, gloss tracks, posteriorgram, error plots."""
+"""The pictures (sign_ctc.viz.figures), headless: skeleton video frames, gloss tracks, posteriorgram, error plots."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from sign_ctc.features.layout import RAW_PARTS
 from sign_ctc.features.pose_io import read_pose
-from sign_ctc.figures import (OP_COLORS, PART_COLORS, FigureStyle, _Projector, _framing, _track_height, edit_ops,
+from sign_ctc.viz.figures import (OP_COLORS, PART_COLORS, FigureStyle, _Projector, _framing, _track_height, edit_ops,
                               error_statistics, posteriorgram_glosses, sentence_view, video_frames, video_size,
                               write_error_plots, write_posteriorgram, write_skeleton_video, write_video)
 
@@ -44,7 +44,7 @@ def view(landmarks):
 
 
 def test_edit_ops_colour_every_gloss_as_the_wer_counts_it() -> None:
-    from sign_ctc.scoring import wer
+    from sign_ctc.scoring.wer import wer
 
     ref, hyp = ["A", "B", "C", "D", "E"], ["Y", "A", "X", "C", "E"]
     ref_ops, hyp_ops, pairs = edit_ops(ref, hyp)
@@ -107,7 +107,7 @@ def test_track_highlight_follows_the_alignment(view) -> None:
     style = FigureStyle(width=320, skeleton_height=240)
     frames = list(video_frames(view, style))
     T = len(frames)
-    from sign_ctc.figures import _GAP, _ROW_H, _frame_x
+    from sign_ctc.viz.figures import _GAP, _ROW_H, _frame_x
 
     for row, (spans, ops) in enumerate([(view.ref_alignment.spans, view.ref_ops),
                                          (view.hyp_alignment.spans, view.hyp_ops)]):

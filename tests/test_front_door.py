@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-import corpora
-from conftest import DATA, ROOT
+from tests import corpora
+from tests.helpers import DATA, ROOT
 
 README = ROOT / "README.md"
 VIDEO = DATA / "signer_58f.mp4"
@@ -32,9 +31,9 @@ PHOENIX_FRAMES = DATA / "phoenix2014t_frames"
 # What each test runs, README text verbatim.
 RUNS: dict[str, list[str]] = {
     "own_corpus": [
-        "python -m sign_ctc.extract input=/data/my_videos/train output=/data/my_corpus/train workers=2",
-        "python -m sign_ctc.extract input=/data/my_videos/dev output=/data/my_corpus/dev workers=2",
-        "python -m sign_ctc.extract input=/data/my_videos/test output=/data/my_corpus/test workers=2",
+        "sign-ctc-extract input=/data/my_videos/train output=/data/my_corpus/train workers=2",
+        "sign-ctc-extract input=/data/my_videos/dev output=/data/my_corpus/dev workers=2",
+        "sign-ctc-extract input=/data/my_videos/test output=/data/my_corpus/test workers=2",
         "python train.py model=i3d data=mediapipe_full data.root=/data/my_corpus",
     ],
     "phoenix2014": [
@@ -47,41 +46,41 @@ RUNS: dict[str, list[str]] = {
         "python train.py data=csl_daily data.root=/data/CSL-Daily data.landmarks_dir=/data/csl_lm",
     ],
     "extract_releases": [
-        "python -m sign_ctc.extract input=/data/phoenix-2014-multisigner split=train output=/data/ph14_lm workers=2",
-        "python -m sign_ctc.extract input=/data/PHOENIX-2014-T split=train output=/data/ph14t_lm workers=2",
-        "python -m sign_ctc.extract input=/data/CSL-Daily split=train output=/data/csl_lm workers=2",
+        "sign-ctc-extract input=/data/phoenix-2014-multisigner split=train output=/data/ph14_lm workers=2",
+        "sign-ctc-extract input=/data/PHOENIX-2014-T split=train output=/data/ph14t_lm workers=2",
+        "sign-ctc-extract input=/data/CSL-Daily split=train output=/data/csl_lm workers=2",
     ],
     "eval": [
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev decoding=beam decoding.beam_width=10",
-        "python -m sign_ctc.lm --corpus-csv /data/my_corpus/train.corpus.csv --order 3 --out gloss.arpa",
+        "sign-ctc-lm --corpus-csv /data/my_corpus/train.corpus.csv --order 3 --out gloss.arpa",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa decoding.lm_weight=0.5",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa decoding.tune=true",
     ],
     "official_scoring": [
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev scoring.stm=/data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014",
-        "python -m sign_ctc.score --hyp outputs/eval/runs/<eval run>/dev_hyp.ctm --ref /data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm --rules phoenix2014 --sclite",
+        "sign-ctc-score --hyp outputs/eval/runs/<eval run>/dev_hyp.ctm --ref /data/phoenix-2014-multisigner/evaluation/phoenix2014-groundtruth-dev.stm --rules phoenix2014 --sclite",
     ],
     "predict": [
-        "python -m sign_ctc.predict video=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
+        "sign-ctc-predict video=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
     ],
     "export": [
-        "python -m sign_ctc.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=onnx",
-        "python -m sign_ctc.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=torchscript",
-        "python -m sign_ctc.predict video=/data/clip.mp4 model_path=outputs/train/runs/<run>/checkpoints/best.onnx",
+        "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=onnx",
+        "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=torchscript",
+        "sign-ctc-predict video=/data/clip.mp4 model_path=outputs/train/runs/<run>/checkpoints/best.onnx",
     ],
     "render": [
-        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt sample=test_00053_S07 still=14",
-        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt pose=/data/my_corpus/test/clip_e.pose reference=\"YOU HELLO\"",
-        "python -m sign_ctc.render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt video=/data/clip.mp4",
+        "sign-ctc-render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt sample=test_00053_S07 still=14",
+        "sign-ctc-render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt pose=/data/my_corpus/test/clip_e.pose reference=\"YOU HELLO\"",
+        "sign-ctc-render ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt video=/data/clip.mp4",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt figures.n=10",
     ],
     "diagnose": [
-        "python -m sign_ctc.diagnose data=mediapipe_full data.root=/data/my_corpus",
+        "sign-ctc-diagnose data=mediapipe_full data.root=/data/my_corpus",
     ],
     "sweeps": [
         "python train.py -m model.optimizer.lr=3e-4,1e-3 data=mediapipe_full data.root=/data/my_corpus",
-        "python -m sign_ctc.sweep_summary outputs/train/multiruns/<sweep>",
+        "sign-ctc-sweep-summary outputs/train/multiruns/<sweep>",
         "python train.py -m model.optimizer.lr=3e-4,1e-3 data=mediapipe_full data.root=/data/my_corpus hydra/launcher=joblib hydra.launcher.n_jobs=2",
     ],
     "optuna": [
@@ -94,7 +93,7 @@ RUNS: dict[str, list[str]] = {
         "python train.py model=i3d data=mediapipe_full data.root=/data/my_corpus hydra.run.dir=outputs/train/runs/<run> ckpt_path=last",
     ],
     "pack": [
-        "python -m sign_ctc.pack data=phoenix2014 data.root=/data/phoenix-2014-multisigner data.landmarks_dir=/data/ph14_lm",
+        "sign-ctc-pack data=phoenix2014 data.root=/data/phoenix-2014-multisigner data.landmarks_dir=/data/ph14_lm",
     ],
 }
 
@@ -122,12 +121,12 @@ NOT_RUN_HERE: dict[str, str] = {
     "python bench/bench_gpu.py": "the GPU benchmark (630 teacher steps); its --smoke mode is tests/test_bench.py's",
 }
 
-INLINE = re.compile(r"`((?:python|make|\.venv/bin/python) [^`]+)`")
+INLINE = re.compile(r"`((?:python|make|\.venv/bin/python|sign-ctc-[a-z-]+) [^`]+)`")
 
 
 def readme_commands(text: str | None = None) -> list[str]:
     """Commands of the README: fenced bash lines (continuations joined, comments dropped) and inline
-    `python ...` / `make ...` spans."""
+    `python ...` / `make ...` / `sign-ctc-... ...` spans."""
     text = README.read_text(encoding="utf-8") if text is None else text
     commands: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
@@ -169,6 +168,10 @@ class Shell:
         for key in sorted(mapping, key=len, reverse=True):
             command = command.replace(key, mapping[key])
         argv = shlex.split(command)
+        if argv[0].startswith("sign-ctc-"):  # a console script of the active environment ([project.scripts])
+            script = Path(sys.executable).parent / argv[0]
+            assert script.is_file(), f"{argv[0]} is not installed beside {sys.executable}: pip install -e ."
+            return [str(script), *argv[1:]]
         assert argv[0] == "python", command
         argv[0] = sys.executable
         if argv[1] in ("train.py", "eval.py"):
@@ -367,7 +370,7 @@ def test_eval_lm_and_beam_commands(shell: Shell, own_run: Path) -> None:
 
 @pytest.mark.slow
 def test_official_scoring_commands(shell: Shell, phoenix_run: Path) -> None:
-    from sign_ctc.sclite import find_sclite
+    from sign_ctc.scoring.sclite import find_sclite
 
     if find_sclite() is None:
         if os.environ.get("CI") == "true":
@@ -392,8 +395,8 @@ def test_export_commands(shell: Shell, cache_dir: Path) -> None:
     """Both export formats, then the README's predict on the real video with the ONNX model gives the
     checkpoint's glosses. The checkpoint is a small untrained one in a run folder (blank bias -1, so
     it emits glosses): exporting needs no trained model, and own_run trains for minutes."""
-    from conftest import SMALL_CORPUS, compose_cfg
-    from test_export import write_tiny_checkpoint
+    from tests.helpers import SMALL_CORPUS, compose_cfg
+    from tests.test_export import write_tiny_checkpoint
 
     run = shell.cwd / "outputs" / "train" / "runs" / "export_tiny"
     cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model.net.blank_bias=-1"], run, cache_dir)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from sign_ctc.data.batch import Batch
 from sign_ctc.models.i3d import I3DTeacher
 
 WIDTHS = {"pose": 64, "hands": 128, "face": 64, "temporal": 96}
@@ -75,18 +76,18 @@ def test_aux_head_and_blank_bias():
 
 
 def test_aux_ctc_loss_enters_the_training_loss():
-    from sign_ctc.ctc_module import CTCModule
-    from sign_ctc.normalization import Normalizer
+    from sign_ctc.models.ctc_module import CTCModule
+    from sign_ctc.models.normalization import Normalizer
 
     def module(weight: float) -> CTCModule:
         torch.manual_seed(0)
         net = lambda num_classes: I3DTeacher(num_classes, WIDTHS, aux_ctc=True, dropout=0.0)  # noqa: E731
-        return CTCModule(net, Normalizer("none"), ["<blank>", "<unk>", "A", "B"],
+        return CTCModule(net, Normalizer("none", body_relative=False, body_per_frame=False), ["<blank>", "<unk>", "A", "B"],
                          optimizer=lambda params: torch.optim.SGD(params, lr=0.1), aux_ctc_weight=weight)
 
-    batch = {"features": torch.randn(2, 40, 6516), "presence": torch.ones(2, 40, 4, dtype=torch.bool),
-             "lengths": torch.tensor([40, 32]), "targets": torch.tensor([2, 3, 3, 2]),
-             "target_lengths": torch.tensor([2, 2]), "ids": ["a", "b"]}
+    batch = Batch(features=torch.randn(2, 40, 6516), presence=torch.ones(2, 40, 4, dtype=torch.bool),
+                  lengths=torch.tensor([40, 32]), targets=torch.tensor([2, 3, 3, 2]),
+                  target_lengths=torch.tensor([2, 2]), ids=["a", "b"])
     plain, with_aux = module(0.0), module(1.0)
     for m in (plain, with_aux):
         m.log = lambda *a, **k: None
@@ -94,7 +95,8 @@ def test_aux_ctc_loss_enters_the_training_loss():
     total = with_aux.training_step(batch, 0)
     assert float(total) > float(main_loss) > 0  # same weights (seed 0): the aux CTC loss is added
     with pytest.raises(ValueError, match="aux_ctc"):
-        CTCModule(lambda num_classes: I3DTeacher(num_classes, WIDTHS), Normalizer("none"), ["<blank>", "<unk>", "A"],
+        CTCModule(lambda num_classes: I3DTeacher(num_classes, WIDTHS, aux_ctc=False), Normalizer("none", body_relative=False, body_per_frame=False),
+                  ["<blank>", "<unk>", "A"],
                   optimizer=lambda params: torch.optim.SGD(params, lr=0.1), aux_ctc_weight=1.0)
 
 
@@ -157,11 +159,11 @@ def test_no_padding_leak_for_any_length_after_strided_pools(T):
 
 
 def test_residual_shortcuts_add_no_parameters_and_keep_padding_out():
-    plain = make()
-    torch.manual_seed(0)
-    res = I3DTeacher(62, WIDTHS, fusion_dim=256, lstm_hidden=288, residual=True).eval()
+    res = make()
+    assert res.residual  # the default
+    plain = I3DTeacher(62, WIDTHS, fusion_dim=256, lstm_hidden=288, residual=False).eval()
     assert sum(p.numel() for p in res.parameters()) == sum(p.numel() for p in plain.parameters())
-    res.load_state_dict(plain.state_dict())  # same weights, same keys: only the forward differs
+    plain.load_state_dict(res.state_dict())  # same weights, same keys: only the forward differs
     alone, n_alone, both, n_both = _alone_and_padded(res)
     other = _alone_and_padded(plain)[0]
     assert alone.shape == other.shape and (alone - other).abs().max() > 1e-3

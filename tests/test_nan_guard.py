@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import SMALL_CORPUS
-from sign_ctc.build import build_datamodule, build_model, warn_infeasible
+from tests.helpers import SMALL_CORPUS
+from sign_ctc.run.build import build_datamodule, build_model, warn_infeasible
 from sign_ctc.callbacks.nan_guard import NaNGuard, NonFiniteTrainingError
-from sign_ctc.ctc_module import CTCModule, ctc_required_lengths, nonfinite_samples
+from sign_ctc.models.ctc_module import CTCModule, ctc_required_lengths, nonfinite_samples
 from sign_ctc.data.collate import collate
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
 from sign_ctc.data.vocabulary import Vocabulary
@@ -32,10 +33,10 @@ def _module(vocab: Vocabulary, normalization: str = "per_sample") -> CTCModule:
     from functools import partial
 
     from sign_ctc.models.i3d import I3DTeacher
-    from sign_ctc.normalization import Normalizer
+    from sign_ctc.models.normalization import Normalizer
 
     torch.manual_seed(0)
-    return CTCModule(net=partial(I3DTeacher, dropout=0.0), normalizer=Normalizer(normalization), vocab=vocab.tokens,
+    return CTCModule(net=partial(I3DTeacher, dropout=0.0), normalizer=Normalizer(normalization, body_relative=False, body_per_frame=False), vocab=vocab.tokens,
                      optimizer=partial(torch.optim.AdamW, lr=1e-3))
 
 
@@ -69,18 +70,18 @@ def test_nonfinite_samples_flags_exactly_the_samples_with_nan_or_inf():
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nonfinite_input_frames_are_skipped_and_reported(batches, tmp_path, value):
     vocab, bs = batches
-    bad = {**bs[0], "features": bs[0]["features"].clone()}
-    bad["features"][2, 5] = value  # one frame of sample 2
+    bad = replace(bs[0], features=bs[0].features.clone())
+    bad.features[2, 5] = value  # one frame of sample 2
     module = _module(vocab)
     before = _params(module)
     guard = NaNGuard(max_consecutive=3, dump_dir=str(tmp_path / "dumps"))
     _fit(module, [bad], guard, tmp_path)
     assert guard.events == 1 and guard.history[0].where == "input"
-    assert guard.history[0].ids == [bad["ids"][2]]
+    assert guard.history[0].ids == [bad.ids[2]]
     after = _params(module)
     assert all(torch.equal(before[k], after[k]) for k in before)  # no parameter change
     dump = json.loads(next((tmp_path / "dumps").glob("*_input.json")).read_text())
-    assert dump["offending_ids"] == [bad["ids"][2]]
+    assert dump["offending_ids"] == [bad.ids[2]]
     assert dump["batch"][2]["nonfinite_frames"] == [5]
     # training goes on with healthy batches and stays finite
     _fit(module, [bad, bs[1], bs[2]], guard, tmp_path)
@@ -92,14 +93,14 @@ def test_consecutive_bad_steps_stop_with_the_sample_ids(batches, tmp_path):
     vocab, bs = batches
     bad = []
     for b in bs[:3]:
-        b = {**b, "features": b["features"].clone()}
-        b["features"][0, 0, 0] = float("nan")
+        b = replace(b, features=b.features.clone())
+        b.features[0, 0, 0] = float("nan")
         bad.append(b)
     guard = NaNGuard(max_consecutive=3, dump_dir=str(tmp_path))
     with pytest.raises(NonFiniteTrainingError, match="3 consecutive") as err:
         _fit(_module(vocab), bad, guard, tmp_path)
     for b in bad:
-        assert b["ids"][0] in str(err.value)
+        assert b.ids[0] in str(err.value)
 
 
 def test_clipping_reuses_the_guards_norm_and_matches_lightnings_own_clipping(batches, tmp_path, monkeypatch):
@@ -130,7 +131,7 @@ def test_nonfinite_gradients_are_dropped_without_an_update(batches, tmp_path):
     guard = NaNGuard(max_consecutive=5)
     _fit(module, [bs[0]], guard, tmp_path)
     assert [e.where for e in guard.history] == ["backward"]
-    assert guard.history[0].ids == bs[0]["ids"]
+    assert guard.history[0].ids == bs[0].ids
     assert "net.classifier.weight" in guard.history[0].detail["first_params"]
     after = _params(module)
     assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
@@ -139,18 +140,18 @@ def test_nonfinite_gradients_are_dropped_without_an_update(batches, tmp_path):
 
 def test_sequence_too_short_for_its_glosses_is_left_out_and_named(batches, tmp_path):
     vocab, bs = batches
-    b = {**bs[0], "lengths": bs[0]["lengths"].clone()}
-    b["lengths"][1] = 6  # 6 frames -> 2 outputs at stride 4, for a sentence of several glosses
-    need = ctc_required_lengths(b["targets"], b["target_lengths"])
+    b = replace(bs[0], lengths=bs[0].lengths.clone())
+    b.lengths[1] = 6  # 6 frames -> 2 outputs at stride 4, for a sentence of several glosses
+    need = ctc_required_lengths(b.targets, b.target_lengths)
     assert need[1] > 2
     module = _module(vocab)
-    log_probs, out_lengths = module(b["features"], b["presence"], b["lengths"])
+    log_probs, out_lengths = module(b.features, b.presence, b.lengths)
     per_sample, feasible, _ = module.ctc_loss(log_probs, out_lengths, b)
     assert feasible.tolist() == [True, False, True, True]
     assert torch.isfinite(per_sample[feasible]).all()
     assert not torch.isfinite(per_sample[1])  # what zero_infinity=False would have summed into the loss
     loss = module.training_step(b, 0)
-    assert torch.isfinite(loss) and module.infeasible_ids == [b["ids"][1]]
+    assert torch.isfinite(loss) and module.infeasible_ids == [b.ids[1]]
 
 
 def test_required_lengths_count_adjacent_repeats():
@@ -163,11 +164,11 @@ def test_required_lengths_count_adjacent_repeats():
 
 def test_both_hands_missing_and_outliers_train_stably(batches, tmp_path):
     vocab, bs = batches
-    b = {**bs[0], "features": bs[0]["features"].clone(), "presence": bs[0]["presence"].clone()}
-    b["presence"][0, :, 1:3] = False  # both hands missing throughout
-    b["features"][0, :, SLICES["hands"]] = 0.0
-    b["features"][1, 3, 40] = 1e30  # a huge outlier
-    b["features"][2, :, 7] = 0.25  # a zero-variance channel
+    b = replace(bs[0], features=bs[0].features.clone(), presence=bs[0].presence.clone())
+    b.presence[0, :, 1:3] = False  # both hands missing throughout
+    b.features[0, :, SLICES["hands"]] = 0.0
+    b.features[1, 3, 40] = 1e30  # a huge outlier
+    b.features[2, :, 7] = 0.25  # a zero-variance channel
     module = _module(vocab)
     guard = NaNGuard()
     _fit(module, [b, b, b], guard, tmp_path)
@@ -232,7 +233,7 @@ def infeasible_batches(small_corpus):
     bad = _infeasible_longest(_module(vocab), items)
     with_bad = collate(items[:3] + [bad] + items[3:])
     without = collate(items)
-    assert with_bad["features"].shape[1] > without["features"].shape[1]  # the bad sample sets the padding
+    assert with_bad.features.shape[1] > without.features.shape[1]  # the bad sample sets the padding
     return vocab, with_bad, without
 
 
@@ -262,21 +263,19 @@ def test_infeasible_sample_is_dropped_before_the_forward_and_the_update_is_that_
     assert "1 sample(s) too short for their glosses at stride 4, left out of the loss: too_short" in out
 
 
-def test_select_samples_equals_the_collate_of_the_kept_samples(infeasible_batches):
-    from sign_ctc.ctc_module import select_samples
+def test_batch_select_equals_the_collate_of_the_kept_samples(infeasible_batches):
+    from dataclasses import fields
 
     _, with_bad, without = infeasible_batches
-    kept = select_samples(with_bad, torch.tensor([True, True, True, False, True, True, True, True]))
-    assert set(kept) == set(without)
-    for k, v in without.items():
-        assert (torch.equal(kept[k], v) if torch.is_tensor(v) else kept[k] == v), k
+    kept = with_bad.select(torch.tensor([True, True, True, False, True, True, True, True]))
+    for f in fields(without):
+        v, got = getattr(without, f.name), getattr(kept, f.name)
+        assert (torch.equal(got, v) if torch.is_tensor(v) else got == v), f.name
 
 
 def test_a_batch_with_no_feasible_sample_is_skipped_without_an_event(infeasible_batches, tmp_path):
     vocab, with_bad, _ = infeasible_batches
-    from sign_ctc.ctc_module import select_samples
-
-    only_bad = select_samples(with_bad, torch.tensor([False, False, False, True, False, False, False, False]))
+    only_bad = with_bad.select(torch.tensor([False, False, False, True, False, False, False, False]))
     module = _module(vocab)
     before = _params(module)
     guard = NaNGuard(max_consecutive=1, dump_dir=str(tmp_path / "nan_guard"))
@@ -294,7 +293,7 @@ def test_evaluation_masks_infeasible_samples_out_of_the_loss_and_still_decodes_t
     module = _module(vocab)
     module.eval()
     with torch.no_grad():
-        log_probs, out_lengths = module(with_bad["features"], with_bad["presence"], with_bad["lengths"])
+        log_probs, out_lengths = module(with_bad.features, with_bad.presence, with_bad.lengths)
         per_sample, feasible, _ = module.ctc_loss(log_probs, out_lengths, with_bad)
     assert feasible.tolist() == [True, True, True, False, True, True, True, True]
     assert not torch.isfinite(per_sample[3]) and torch.isfinite(per_sample[feasible]).all()
@@ -305,6 +304,6 @@ def test_evaluation_masks_infeasible_samples_out_of_the_loss_and_still_decodes_t
     (metrics,) = getattr(trainer, stage)(module, dataloaders=loader)
     assert metrics[f"{prefix}/loss"] == pytest.approx(float(per_sample[feasible].mean()), rel=1e-6)
     # every sample, the infeasible one too, is decoded and scored against its full reference
-    assert sorted(p["id"] for p in module.predictions) == sorted(with_bad["ids"])
-    assert module.last_result.num_ref == int(with_bad["target_lengths"].sum())
+    assert sorted(p["id"] for p in module.predictions) == sorted(with_bad.ids)
+    assert module.last_result.num_ref == int(with_bad.target_lengths.sum())
     assert len(module.last_result.sentences) == 8

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.features.derive import with_features
+from sign_ctc.data.batch import Batch
 from sign_ctc.data.collate import collate
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.features.layout import SLICES, channel_presence
-from sign_ctc.normalization import NormalizationConfigError, Normalizer, check_single_normalization
+from sign_ctc.models.normalization import NormalizationConfigError, Normalizer, check_single_normalization
 
 
 def _batches(corpus, size=8):
@@ -25,13 +25,13 @@ def _batches(corpus, size=8):
 
 def test_streamed_global_statistics_equal_numpy_direct(small_corpus):
     batches = _batches(small_corpus)
-    norm = Normalizer("global", std_floor=1e-6)
+    norm = Normalizer("global", std_floor=1e-6, body_relative=False, body_per_frame=False)
     info = norm.fit(batches)
     feats, valid = [], []
     for b in batches:
-        for i, n in enumerate(b["lengths"].tolist()):
-            feats.append(b["features"][i, :n].double().numpy())
-            valid.append(channel_presence(b["presence"][i, :n]).numpy())
+        for i, n in enumerate(b.lengths.tolist()):
+            feats.append(b.features[i, :n].double().numpy())
+            valid.append(channel_presence(b.presence[i, :n]).numpy())
     x = np.ma.masked_array(np.concatenate(feats), mask=~np.concatenate(valid))
     assert info["frames"] == sum(len(f) for f in feats)
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0).filled(0.0), atol=1e-6)
@@ -43,8 +43,8 @@ def test_missing_values_are_excluded_from_statistics():
     feats[0, :3, SLICES["left_hand"]] = 2.0
     presence = torch.ones(1, 6, 4, dtype=torch.bool)
     presence[0, 3:, 1] = False  # left hand missing in the last 3 frames (zeros there)
-    norm = Normalizer("global")
-    norm.fit([{"features": feats, "presence": presence, "lengths": torch.tensor([6])}])
+    norm = Normalizer("global", body_relative=False, body_per_frame=False)
+    norm.fit([Batch.unlabelled(feats, presence, torch.tensor([6]))])
     assert torch.allclose(norm.mean[SLICES["left_hand"]], torch.tensor(2.0))  # not 1.0 as zeros would give
 
 
@@ -57,9 +57,9 @@ def test_constant_and_all_missing_channels_stay_finite(mode):
     presence[:, :, 2] = False  # right hand never detected
     feats[..., SLICES["right_hand"]] = 0.0
     lengths = torch.tensor([10, 7])
-    norm = Normalizer(mode)
+    norm = Normalizer(mode, body_relative=False, body_per_frame=False)
     if mode == "global":
-        norm.fit([{"features": feats, "presence": presence, "lengths": lengths}])
+        norm.fit([Batch.unlabelled(feats, presence, lengths)])
         assert norm.std[5] == norm.std_floor
     out = norm(feats, presence, lengths)
     assert torch.isfinite(out).all()
@@ -74,7 +74,7 @@ def test_per_sample_standardizes_each_sequence_over_present_frames():
     torch.manual_seed(0)
     feats = torch.randn(1, 50, 6516) * 5 + 3
     presence = torch.ones(1, 50, 4, dtype=torch.bool)
-    out = Normalizer("per_sample")(feats, presence, torch.tensor([50]))
+    out = Normalizer("per_sample", body_relative=False, body_per_frame=False)(feats, presence, torch.tensor([50]))
     pose = out[0, :, SLICES["pose"]]
     assert pose.mean(0).abs().max() < 1e-4
     assert (pose.std(0, unbiased=False) - 1).abs().max() < 1e-3
@@ -83,7 +83,7 @@ def test_per_sample_standardizes_each_sequence_over_present_frames():
 def test_huge_outlier_is_clipped_not_propagated():
     feats = torch.rand(1, 20, 6516)
     feats[0, 4, 100] = 1e30
-    out = Normalizer("per_sample")(feats, torch.ones(1, 20, 4, dtype=torch.bool), torch.tensor([20]))
+    out = Normalizer("per_sample", body_relative=False, body_per_frame=False)(feats, torch.ones(1, 20, 4, dtype=torch.bool), torch.tensor([20]))
     assert torch.isfinite(out).all() and out.abs().max() <= 10.0
 
 
@@ -99,7 +99,7 @@ def test_body_relative_is_invariant_to_signer_position_and_size():
     moved = moved.flatten(-2)
     moved = torch.cat([moved, temporal_from_static(moved)], -1)
     presence = torch.ones(1, 12, 4, dtype=torch.bool)
-    norm = Normalizer("none", body_relative=True)
+    norm = Normalizer("none", body_relative=True, body_per_frame=False)
     a = norm(feats, presence, torch.tensor([12]))
     b = norm(moved, presence, torch.tensor([12]))
     torch.testing.assert_close(a[..., :STATIC_DIM], b[..., :STATIC_DIM], atol=1e-4, rtol=1e-4)
@@ -134,7 +134,7 @@ def test_double_normalization_is_refused_for_every_combination(make_cfg, mode):
 
 
 def test_train_refuses_double_normalization_before_any_work(make_cfg, tmp_path):
-    from train import train
+    from sign_ctc.run.train import train
 
     cfg = make_cfg("+data.normalize=true", "data.root=" + str(tmp_path / "never_built"))
     with pytest.raises(NormalizationConfigError, match="data.normalize"):
@@ -148,8 +148,8 @@ def test_the_dataset_cannot_normalize(small_corpus):
     params = inspect.signature(MediaPipeFeatureDataset).parameters
     assert not any("normal" in p for p in params)
     b = _batches(small_corpus)[0]
-    valid = channel_presence(b["presence"]) & (torch.arange(b["features"].shape[1])[None, :, None] < b["lengths"][:, None, None])
-    raw_pose = b["features"][..., SLICES["pose"]][valid[..., SLICES["pose"]]]
+    valid = channel_presence(b.presence) & (torch.arange(b.features.shape[1])[None, :, None] < b.lengths[:, None, None])
+    raw_pose = b.features[..., SLICES["pose"]][valid[..., SLICES["pose"]]]
     # raw unit image coordinates (mean ~0.4), not z-scores (mean 0, std 1)
     assert -0.5 < float(raw_pose.min()) and float(raw_pose.max()) < 2.0
     assert 0.2 < float(raw_pose.mean()) < 0.6 and float(raw_pose.std()) < 0.5
@@ -166,11 +166,11 @@ def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
     out = {}
     for missing in ("zero", "interpolate"):
         view = LandmarkView(MediaPipeFeatureDataset(small_corpus, "train", vocab, missing=missing))
-        batch = with_features(collate_landmarks([view[i] for i in range(8)]))
-        out[missing] = (Normalizer(mode)(batch["features"], batch["presence"], batch["lengths"]), batch)
+        batch = collate_landmarks([view[i] for i in range(8)]).with_features()
+        out[missing] = (Normalizer(mode, body_relative=False, body_per_frame=False)(batch.features, batch.presence, batch.lengths), batch)
     (zero, zb), (interp, ib) = out["zero"], out["interpolate"]
     hands = SLICES["left_hand"]
-    filled_only = ib["presence"][..., 1] & ~zb["presence"][..., 1]  # left hand (PARTS[1]) interpolated only
+    filled_only = ib.presence[..., 1] & ~zb.presence[..., 1]  # left hand (PARTS[1]) interpolated only
     assert int(filled_only.sum()) > 0
     assert float(zero[..., hands][filled_only].abs().max()) == 0.0
     assert float(interp[..., hands][filled_only].abs().max()) > 0.1
@@ -179,7 +179,7 @@ def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
 
 
 def test_body_relative_per_frame_centres_every_frame_on_its_shoulders():
-    from sign_ctc.normalization import LEFT_SHOULDER, RIGHT_SHOULDER
+    from sign_ctc.models.normalization import LEFT_SHOULDER, RIGHT_SHOULDER
 
     torch.manual_seed(0)
     T = 6
@@ -193,7 +193,7 @@ def test_body_relative_per_frame_centres_every_frame_on_its_shoulders():
     presence = torch.ones(1, T, 4, dtype=torch.bool)
     lengths = torch.tensor([T])
     per_frame = Normalizer("none", body_relative=True, body_per_frame=True)(x, presence, lengths)
-    per_seq = Normalizer("none", body_relative=True)(x, presence, lengths)
+    per_seq = Normalizer("none", body_relative=True, body_per_frame=False)(x, presence, lengths)
     # shoulder width 0.2: the nose sits at x = 0 in every frame, y = 0.3 / 0.2 - 0 ... per frame
     assert torch.allclose(per_frame[0, :, 0], torch.zeros(T), atol=1e-6)
     assert torch.allclose(per_frame[0, :, 3 * LEFT_SHOULDER], torch.full((T,), 0.5), atol=1e-5)
@@ -212,12 +212,12 @@ def test_the_leading_blocks_are_normalized_exactly_as_in_the_whole_layout(small_
     if mode == "global":
         norm.fit(batches)
     b = batches[0]
-    whole = norm(b["features"], b["presence"], b["lengths"])
-    static = norm(b["features"][..., :1629], b["presence"], b["lengths"])
-    assert static.shape == (*b["features"].shape[:2], 1629)
+    whole = norm(b.features, b.presence, b.lengths)
+    static = norm(b.features[..., :1629], b.presence, b.lengths)
+    assert static.shape == (*b.features.shape[:2], 1629)
     torch.testing.assert_close(static, whole[..., :1629], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="leading blocks"):
-        norm(b["features"][..., :1000], b["presence"], b["lengths"])
+        norm(b.features[..., :1000], b.presence, b.lengths)
 
 
 def test_a_net_without_the_temporal_block_never_reads_it(make_cfg):
@@ -228,7 +228,7 @@ def test_a_net_without_the_temporal_block_never_reads_it(make_cfg):
     torch.manual_seed(0)
     x, presence, lengths = torch.randn(2, 40, 6516), torch.ones(2, 40, 4, dtype=torch.bool), torch.tensor([40, 31])
     normalizer = hydra.utils.instantiate(cfg.normalization)
-    normalizer.fit([{"features": x, "presence": presence, "lengths": lengths}])
+    normalizer.fit([Batch.unlabelled(x, presence, lengths)])
     module = hydra.utils.instantiate(cfg.model, normalizer=normalizer, vocab=["<blank>", "<unk>", "A", "B"]).eval()
     assert module.net.input_dim == 1629
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""`python -m sign_ctc.render`, eval.py's figures and CTM timings, and the W&B posteriorgram callback."""
+"""`python -m sign_ctc.cli.render`, eval.py's figures and CTM timings, and the W&B posteriorgram callback."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning.pytorch.loggers
 import pytest
 import torch
 
-from conftest import SMALL_CORPUS, compose_cfg
+from tests.helpers import SMALL_CORPUS, compose_cfg
 
 # A small net (the real recipe otherwise); untrained: the tests check the mechanics, not the WER.
 TINY = ["logger=none", "normalization=per_sample", "model.net.fusion_dim=32", "model.net.lstm_hidden=32",
@@ -19,7 +20,7 @@ TINY = ["logger=none", "normalization=per_sample", "model.net.fusion_dim=32", "m
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, cache_dir, small_corpus) -> Path:
-    from sign_ctc.build import build_datamodule, build_model
+    from sign_ctc.run.build import build_datamodule, build_model
 
     out = tmp_path_factory.mktemp("render_ckpt")
     torch.manual_seed(0)
@@ -39,11 +40,11 @@ def render_cfg(ckpt: Path, out: Path, cache: Path, *overrides: str):
 def test_render_a_corpus_sample(ckpt, small_corpus, cache_dir, tmp_path) -> None:
     import cv2
 
-    from sign_ctc.alignment import forced_align
-    from sign_ctc.checkpoint import load_module
+    from sign_ctc.decoding.alignment import forced_align
+    from sign_ctc.models.checkpoint import load_module
     from sign_ctc.features.pose_io import read_pose
-    from sign_ctc.predict import forward_landmarks
-    from sign_ctc.render import run
+    from sign_ctc.models.inference import forward_landmarks
+    from sign_ctc.cli.render import run
 
     sentence = small_corpus.sentences("dev")[3]
     (result,) = run(render_cfg(ckpt, tmp_path, cache_dir, f"sample={sentence.id}"))
@@ -69,7 +70,8 @@ def test_render_a_corpus_sample(ckpt, small_corpus, cache_dir, tmp_path) -> None
 
 
 def test_render_a_pose_file_with_a_reference_and_refuse_bad_input(ckpt, small_corpus, cache_dir, tmp_path) -> None:
-    from sign_ctc.render import RenderError, run
+    from sign_ctc.cli.render import run
+    from sign_ctc.viz.sentences import RenderError
 
     sentence = small_corpus.sentences("test")[0]
     pose = small_corpus.landmark_path("test", sentence)
@@ -94,8 +96,8 @@ def eval_cfg(ckpt: Path, out: Path, cache: Path, *overrides: str):
 
 
 def test_eval_writes_figures_and_a_ctm_timed_by_the_alignment(ckpt, cache_dir, tmp_path) -> None:
-    from eval import evaluate
-    from sign_ctc.ctm import read_ctm
+    from sign_ctc.run.evaluate import evaluate
+    from sign_ctc.scoring.ctm import read_ctm
 
     summary = evaluate(eval_cfg(ckpt, tmp_path, cache_dir, "figures.n=2"))
     figures = tmp_path / "figures"
@@ -122,7 +124,7 @@ def test_eval_writes_figures_and_a_ctm_timed_by_the_alignment(ckpt, cache_dir, t
 
 
 def test_eval_with_figures_false_draws_nothing(ckpt, cache_dir, tmp_path) -> None:
-    from eval import evaluate
+    from sign_ctc.run.evaluate import evaluate
 
     evaluate(eval_cfg(ckpt, tmp_path, cache_dir, "figures=false"))
     assert not (tmp_path / "figures").exists()
@@ -131,7 +133,7 @@ def test_eval_with_figures_false_draws_nothing(ckpt, cache_dir, tmp_path) -> Non
 
 
 def test_eval_logs_figures_to_wandb(ckpt, cache_dir, tmp_path) -> None:
-    from eval import evaluate
+    from sign_ctc.run.evaluate import evaluate
 
     evaluate(eval_cfg(ckpt, tmp_path, cache_dir, "figures.n=1", "logger=wandb"))
     (offline,) = (tmp_path / "wandb").glob("offline-run-*")
@@ -143,8 +145,10 @@ def test_eval_logs_figures_to_wandb(ckpt, cache_dir, tmp_path) -> None:
     assert {"substitutions", "gloss_errors", "wer_by_length"} <= {n.rsplit("_", 2)[0] for n in images}
 
 
-class WandbLogger:  # the callback recognises W&B by the logger's class name, as Lightning's
-    def __init__(self) -> None:
+class RecordingWandbLogger(lightning.pytorch.loggers.WandbLogger):
+    """A W&B logger (the callback recognises it by type) that records images instead of starting a run."""
+
+    def __init__(self) -> None:  # no run, no wandb import
         self.images: list[tuple[str, list, int]] = []
 
     def log_image(self, key: str, images: list, step: int) -> None:
@@ -153,13 +157,13 @@ class WandbLogger:  # the callback recognises W&B by the logger's class name, as
 
 def test_posteriorgram_callback_logs_fixed_dev_sentences_only_with_wandb(ckpt, cache_dir, small_corpus) -> None:
     from sign_ctc.callbacks.posteriorgram import PosteriorgramLogger
-    from sign_ctc.checkpoint import load_module
+    from sign_ctc.models.checkpoint import load_module
     from sign_ctc.data.datamodule import SignDataModule
 
     model = load_module(ckpt)
     dm = SignDataModule(small_corpus, num_workers=0)
     dm.vocab = model.vocab
-    wandb_logger = WandbLogger()
+    wandb_logger = RecordingWandbLogger()
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, loggers=[wandb_logger], current_epoch=0,
                               max_epochs=10, global_step=7, datamodule=dm)
     callback = PosteriorgramLogger(every_n_epochs=3, num_sentences=2)

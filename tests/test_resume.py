@@ -14,8 +14,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from conftest import ROOT, SMALL_CORPUS
-from test_wandb import TINY, read_wandb_run
+from tests.helpers import ROOT, SMALL_CORPUS
+from tests.test_wandb import TINY, read_wandb_run
 
 BATCHES_PER_EPOCH = 4  # limit_train_batches (small batches of 2: fast steps)
 
@@ -38,13 +38,13 @@ def _train_rows(run: dict) -> list[dict]:
 def test_sigterm_mid_epoch_saves_last_and_resume_continues(make_cfg, small_corpus, tmp_path):
     import wandb
 
-    from train import train
+    from sign_ctc.run.train import train
 
     overrides = ["logger=wandb", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "test=false",
                  f"+trainer.limit_train_batches={BATCHES_PER_EPOCH}", "+trainer.limit_val_batches=1", *SMALL_CORPUS,
                  "data.batch_size=2", "data.eval_batch_size=4", *TINY]
     with pytest.raises(SystemExit):  # Lightning's SIGTERMException
-        train(make_cfg(*overrides, "+callbacks.sigterm._target_=test_resume.SigtermAt", "+callbacks.sigterm.step=2"))
+        train(make_cfg(*overrides, "+callbacks.sigterm._target_=tests.test_resume.SigtermAt", "+callbacks.sigterm.step=2"))
     wandb.finish(exit_code=143)  # in a real run the process ends here
 
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -76,7 +76,7 @@ def test_sigterm_mid_epoch_saves_last_and_resume_continues(make_cfg, small_corpu
 
 
 def test_resuming_with_other_overrides_is_refused(make_cfg, small_corpus, tmp_path):
-    from sign_ctc.run_state import start_run
+    from sign_ctc.run.run_state import start_run
 
     start_run(make_cfg("model.net.dropout=0.1"), tmp_path, resuming=False)
     with pytest.raises(ValueError, match="other overrides"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sign_ctc.ctm import (
+from sign_ctc.scoring.ctm import (
     EMPTY,
     CtmLine,
     FormatError,
@@ -25,10 +25,10 @@ from sign_ctc.ctm import (
     write_ctm,
     write_stm,
 )
-from sign_ctc.phoenix_rules import RULES, clean_hypothesis, clean_phoenix2014_gloss, clean_reference
-from sign_ctc.sclite import SCLiteError, find_sclite, parse_sum, run_sclite
-from sign_ctc.score import score, score_files
-from sign_ctc.scoring import align_sclite, wer
+from sign_ctc.scoring.phoenix_rules import RULES, clean_hypothesis, clean_phoenix2014_gloss, clean_reference
+from sign_ctc.scoring.sclite import SCLiteError, find_sclite, parse_sum, run_sclite
+from sign_ctc.scoring.official import score, score_files
+from sign_ctc.scoring.wer import align_sclite, wer
 
 DATA = Path(__file__).parent / "data" / "phoenix2014"
 REPO = Path(__file__).resolve().parent.parent
@@ -244,7 +244,7 @@ def test_our_wer_equals_sclite_on_perturbed_phoenix_references(split, rules, see
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "sign_ctc.score", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sign_ctc.cli.score", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=120)
 
 

@@ -22,7 +22,6 @@ from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleE
 from sign_ctc.data.store import (BYTES_PER_FRAME, FLOAT16_ATOL, MANIFEST_FILE, LandmarkStore, StoreError, open_store,
                                  pack, store_location)
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.derive import with_features
 from sign_ctc.features.layout import PARTS, SLICES, STATIC_POINT_ORDER, features_from_landmarks
 from sign_ctc.features.pose_io import read_pose
 
@@ -212,11 +211,11 @@ def test_batch_derivation_equals_per_sample_features_and_collate(small_corpus, t
     idx = [3, 0, 17, 9, 30]
     expected = collate([ds[i] for i in idx])
     raw = collate_landmarks([LandmarkView(ds)[i] for i in idx])
-    assert raw["points"].dtype == torch.float16 and raw["points"].shape[2:] == (543, 3)  # the store's values
-    got = with_features(raw)
-    assert got.keys() == expected.keys() and got["ids"] == expected["ids"]
+    assert raw.points.dtype == torch.float16 and raw.points.shape[2:] == (543, 3)  # the store's values
+    got = raw.with_features()
+    assert got.points is None and got.ids == expected.ids
     for key in ("features", "presence", "lengths", "targets", "target_lengths"):
-        assert torch.equal(got[key], expected[key]), key
+        assert torch.equal(getattr(got, key), getattr(expected, key)), key
 
 
 def _reference_features(points: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
@@ -257,10 +256,10 @@ def test_datamodule_packs_on_first_use_and_reads_the_store(small_corpus, tmp_pat
     ds = dm.dataset("train")
     assert ds.store is not None and ds.store.path == tmp_path / "st" / "train" and len(ds) == 10
     raw = next(iter(dm.train_dataloader()))
-    assert "features" not in raw and raw["points"].dtype == torch.float16  # 6.4x less to move than features
-    batch = with_features(raw)
-    assert batch["features"].shape[-1] == 6516 and batch["features"].dtype == torch.float32
-    plain = SignDataModule(small_corpus, batch_size=4, num_workers=0)
+    assert raw.features is None and raw.points.dtype == torch.float16  # 6.4x less to move than features
+    batch = raw.with_features()
+    assert batch.features.shape[-1] == 6516 and batch.features.dtype == torch.float32
+    plain = SignDataModule(small_corpus, batch_size=4, num_workers=0, store=False)
     assert plain.dataset("train").store is None
     with pytest.raises(SampleError, match="no frames|not in the landmark store"):
         ds.sentences = [ds.sentences[0].__class__("unknown-id", ("A",))]
@@ -268,16 +267,16 @@ def test_datamodule_packs_on_first_use_and_reads_the_store(small_corpus, tmp_pat
 
 
 def test_pack_command_reports_and_reuses(make_cfg, small_corpus, tmp_path, capsys):
-    from conftest import SMALL_CORPUS
-    from sign_ctc.pack import run
+    from tests.helpers import SMALL_CORPUS
+    from sign_ctc.cli.pack import run
 
-    cfg = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "+splits=[train,dev]")
+    cfg = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "splits=[train,dev]", config_name="pack")
     assert run(cfg) == 0
     assert run(cfg) == 0
     out = capsys.readouterr().out
     assert "train: 48 sentences" in out and "dev: 12 sentences" in out and "up to date, reused" in out
     assert (tmp_path / "cmd" / "train" / MANIFEST_FILE).is_file() and not (tmp_path / "cmd" / "test").exists()
-    bad = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "+splits=[training]")
+    bad = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "splits=[training]", config_name="pack")
     assert run(bad) == 2
 
 
@@ -295,14 +294,14 @@ def test_device_derivation_of_real_pose_files_equals_the_definition():
     for dtype in (np.float32, np.float16):
         samples = [LandmarkSample(n, p.points.astype(dtype), p.presence, p.presence, torch.tensor([1]))
                    for n, p in zip(names, poses)]
-        batch = with_features(collate_landmarks(samples))
-        assert batch["features"].shape == (4, 97, 6516) and batch["features"].dtype == torch.float32
+        batch = collate_landmarks(samples).with_features()
+        assert batch.features.shape == (4, 97, 6516) and batch.features.dtype == torch.float32
         for i, p in enumerate(poses):
             n = len(p.points)
             want = _reference_features(torch.from_numpy(p.points.astype(dtype).astype(np.float32)),
                                        torch.from_numpy(p.presence))
-            assert torch.equal(batch["features"][i, :n], want), names[i]
-            assert not batch["features"][i, n:].any()  # padding stays zero
+            assert torch.equal(batch.features[i, :n], want), names[i]
+            assert not batch.features[i, n:].any()  # padding stays zero
 
 
 def test_padding_to_a_multiple_keeps_every_sample_and_zeroes_the_rest(small_corpus, tmp_path):
@@ -313,16 +312,16 @@ def test_padding_to_a_multiple_keeps_every_sample_and_zeroes_the_rest(small_corp
     vocab = _vocab(small_corpus)
     ds = MediaPipeFeatureDataset(small_corpus, "train", vocab, store=pack(small_corpus, "train", tmp_path / "s"))
     samples = [LandmarkView(ds)[i] for i in (3, 0, 17)]
-    plain = with_features(collate_landmarks(samples))
-    padded = with_features(collate_landmarks(samples, pad_to_multiple=64))
-    T = plain["features"].shape[1]
-    assert padded["features"].shape[1] == -(-T // 64) * 64 > T
-    assert torch.equal(padded["features"][:, :T], plain["features"]) and not padded["features"][:, T:].any()
-    assert not padded["presence"][:, T:].any() and torch.equal(padded["lengths"], plain["lengths"])
+    plain = collate_landmarks(samples).with_features()
+    padded = collate_landmarks(samples, pad_to_multiple=64).with_features()
+    T = plain.features.shape[1]
+    assert padded.features.shape[1] == -(-T // 64) * 64 > T
+    assert torch.equal(padded.features[:, :T], plain.features) and not padded.features[:, T:].any()
+    assert not padded.presence[:, T:].any() and torch.equal(padded.lengths, plain.lengths)
     dm = SignDataModule(small_corpus, batch_size=4, num_workers=0, store=True, store_dir=str(tmp_path / "s"),
                         pad_to_multiple=32)
     dm.vocab = vocab
-    assert all(b["points"].shape[1] % 32 == 0 for b in dm.train_dataloader())
+    assert all(b.points.shape[1] % 32 == 0 for b in dm.train_dataloader())
     with pytest.raises(ValueError, match="pad_to_multiple"):
         SignDataModule(small_corpus, pad_to_multiple=0)
 

@@ -14,8 +14,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import CONF, ROOT, SMALL_CORPUS
-from test_wandb import TINY, read_wandb_run
+from tests.helpers import CONF, ROOT, SMALL_CORPUS
+from tests.test_wandb import TINY, read_wandb_run
 
 # One short epoch per job, no test pass: what a sweep needs, as fast as possible.
 JOB = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
@@ -65,7 +65,7 @@ def test_multirun_jobs_get_own_dirs_wandb_runs_and_one_group(basic_sweep, capsys
     assert runs[0]["id"] != runs[1]["id"]
     assert runs[0]["group"] == runs[1]["group"] == "lr_sweep"
 
-    from sign_ctc.sweep_summary import main, summarize
+    from sign_ctc.cli.sweep_summary import main, summarize
 
     rows = summarize(basic_sweep)
     assert [r.best for r in rows] == sorted(job_metrics(j)["best"] for j in jobs)
@@ -85,7 +85,7 @@ def test_default_run_and_sweep_dirs_never_collide():
 
 
 def test_summary_lists_incomplete_jobs_last(tmp_path):
-    from sign_ctc.sweep_summary import summarize
+    from sign_ctc.cli.sweep_summary import summarize
 
     for num, best in [(0, 30.0), (1, None), (2, 12.5)]:
         job = tmp_path / str(num)
@@ -119,7 +119,7 @@ def test_optuna_config_composes():
     assert sweeper.direction == "minimize" and cfg.metric.mode == "min"
     assert set(sweeper.params) == {"model.optimizer.lr", "model.optimizer.weight_decay", "model.net.dropout",
                                    "model.net.fusion_dim", "model.net.lstm_hidden", "normalization"}
-    assert sweeper.storage._target_ == "sign_ctc.sweep_summary.optuna_storage"
+    assert sweeper.storage._target_ == "sign_ctc.run.sweeps.optuna_storage"
 
 
 def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch):
@@ -128,7 +128,7 @@ def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch)
     import hydra as hydra_pkg
     from hydra.types import RunMode
 
-    from sign_ctc import trainer_setup
+    from sign_ctc.run import trainer_setup
 
     trainer = hydra_pkg.utils.instantiate(make_cfg("trainer=ddp", "trainer.accelerator=cpu").trainer,
                                           sync_batchnorm=False)
@@ -185,7 +185,7 @@ def _worker_batches(corpus_root: str, context: str | None) -> tuple[str | None, 
     dm = SignDataModule(SyntheticCorpus(corpus_root, train=48, dev=12, test=12), num_workers=2, eval_batch_size=4,
                         multiprocessing_context=context)
     before = multiprocessing.get_start_method(allow_none=True)
-    return before, sum(len(b["ids"]) for b in dm.split_batches("dev"))
+    return before, sum(len(b.ids) for b in dm.split_batches("dev"))
 
 
 @pytest.mark.slow  # ~30 s: spawn and forkserver workers import torch
@@ -239,7 +239,7 @@ def test_optuna_search_resumes_from_its_sqlite_storage(tmp_path, cache_dir, smal
     complete = [p for p, t in zip(param_sets, trials) if t.state.name == "COMPLETE"]
     assert len(set(complete)) == 4 and complete.count(param_sets[2]) == 1  # the killed one re-run exactly once
 
-    from sign_ctc.sweep_summary import summarize
+    from sign_ctc.cli.sweep_summary import summarize
 
     rows = summarize(study_dir)
     assert len(rows) == 4 and all(r.status == "completed" for r in rows)
@@ -249,7 +249,7 @@ def test_resumed_optuna_study_does_not_replay_finished_trials():
     """A TPESampler seeded alike on every launch proposes the finished trials' parameters again."""
     import optuna
 
-    from sign_ctc.sweep_summary import ResumableTPESampler
+    from sign_ctc.run.sweeps import ResumableTPESampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"lr": optuna.distributions.LogUniformDistribution(1e-4, 3e-3),

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import CONF, SMALL_CORPUS
+from tests.helpers import CONF, SMALL_CORPUS
 
 GROUPS = ["data", "model", "normalization", "augmentation", "distillation", "decoding", "trainer", "logger", "callbacks",
           "experiment", "debug", "hparams_search", "backend", "paths", "hydra"]
@@ -27,12 +27,12 @@ def test_every_config_group_option_composes(group, make_cfg):
     for option in options:
         key = group
         cfg = make_cfg(f"{key}={option}" if group != "hydra" else f"hydra={option}")
-        assert cfg.model._target_ == "sign_ctc.ctc_module.CTCModule"
+        assert cfg.model._target_ == "sign_ctc.models.ctc_module.CTCModule"
         assert cfg.metric.name == "val/wer"
 
 
 def test_every_group_folder_is_checked():
-    # figure_style: a group of eval.py and sign_ctc.render, not of train.py (tests/test_figures.py)
+    # figure_style: a group of eval.py and sign_ctc.cli.render, not of train.py (tests/test_figures.py)
     assert {d.name for d in CONF.iterdir() if d.is_dir()} == set(GROUPS) | {"figure_style"}
 
 
@@ -60,7 +60,7 @@ class _Calls:
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         from lightning.pytorch.profilers import SimpleProfiler
 
-        from sign_ctc.ctc_module import CTCModule
+        from sign_ctc.models.ctc_module import CTCModule
 
         self.val = self.test = 0
         self.reports: list[str] = []
@@ -99,7 +99,7 @@ DEBUG_RUNS = {
 @pytest.mark.parametrize("option", _options("debug"))
 def test_every_debug_option_runs_train(option, make_cfg, small_corpus, tmp_path, monkeypatch):
     """`debug=<option>` composes AND trains on the small corpus (debug=limit used to crash in fit)."""
-    from train import train
+    from sign_ctc.run.train import train
 
     assert option in DEBUG_RUNS, f"conf/debug/{option}.yaml has no run in this test: add what it must show"
     calls = _Calls(monkeypatch)
@@ -130,8 +130,8 @@ def test_every_debug_option_runs_train(option, make_cfg, small_corpus, tmp_path,
 
 
 def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path):
-    from eval import evaluate
-    from train import train
+    from sign_ctc.run.evaluate import evaluate
+    from sign_ctc.run.train import train
 
     run = tmp_path / "run"
     cfg = make_cfg("logger=csv", "trainer.max_epochs=2", "callbacks.rich_progress_bar=null", *SMALL_CORPUS,
@@ -158,7 +158,7 @@ def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path)
     assert evaluate(beam_cfg)["wer"] == pytest.approx(summary["wer"], abs=1e-6)
 
     # predict: one .pose through the checkpoint alone gives the hypothesis eval wrote for it
-    from sign_ctc.predict import run as predict_run
+    from sign_ctc.cli.predict import run as predict_run
 
     sid, _, hyp = lines[1].split(",")[:3]
     pose = small_corpus.landmark_path("test", next(s for s in small_corpus.sentences("test") if s.id == sid))
@@ -168,8 +168,8 @@ def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path)
 
 
 def test_checkpoint_of_another_layout_is_refused(make_cfg, small_corpus, tmp_path):
-    from sign_ctc.build import build_datamodule, build_model
-    from sign_ctc.checkpoint import CheckpointError, load_module
+    from sign_ctc.run.build import build_datamodule, build_model
+    from sign_ctc.models.checkpoint import CheckpointError, load_module
 
     cfg = make_cfg("logger=none", *SMALL_CORPUS)
     model = build_model(cfg, build_datamodule(cfg))
@@ -190,10 +190,10 @@ def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus,
     import logging
 
     import sign_ctc.data.dataset as dataset_module
-    from eval import evaluate
-    from sign_ctc.checkpoint import load_module, read_checkpoint
+    from sign_ctc.run.evaluate import evaluate
+    from sign_ctc.models.checkpoint import load_module, read_checkpoint
     from sign_ctc.data.dataset import MediaPipeFeatureDataset
-    from train import train
+    from sign_ctc.run.train import train
 
     run = tmp_path / "run"
     # One epoch (the test's choice: the default data/trainer config sets 12) is enough to compare.
@@ -216,7 +216,7 @@ def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus,
     eval_cfg = make_cfg(f"ckpt_path={ckpt}", "data=synthetic", *SMALL_CORPUS, config_name="eval",
                         output_dir=tmp_path / "eval")
     assert eval_cfg.data.missing == "zero"  # the data config's default
-    with caplog.at_level(logging.INFO, logger="sign_ctc.eval"):
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.evaluate"):
         summary = evaluate(eval_cfg)
     assert summary["missing"] == "interpolate"
     assert len(modes) >= 12 and set(modes) == {"interpolate"}  # every test sentence, interpolated
@@ -231,7 +231,7 @@ def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus,
     caplog.clear()
     explicit = make_cfg(f"ckpt_path={ckpt}", "data=synthetic", "data.missing=zero", *SMALL_CORPUS, config_name="eval",
                         output_dir=tmp_path / "eval_zero")
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.eval"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.run.evaluate"):
         again = evaluate(explicit)
     assert again["missing"] == "interpolate" and again["wer"] == summary["wer"] and set(modes) == {"interpolate"}
     assert "data.missing=zero is ignored: the model was trained with missing=interpolate" in caplog.text
@@ -242,10 +242,10 @@ def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus,
 def test_trained_missing_mode_prefers_the_checkpoint(caplog):
     import logging
 
-    from eval import trained_missing_mode
+    from sign_ctc.run.evaluate import trained_missing_mode
 
     recipe = {"features": {"missing": "interpolate"}}
-    with caplog.at_level(logging.INFO, logger="sign_ctc.eval"):
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.evaluate"):
         assert trained_missing_mode(recipe, "zero", explicit=True) == "interpolate"
         assert trained_missing_mode(recipe, "zero", explicit=False) == "interpolate"
         assert trained_missing_mode(recipe, "interpolate", explicit=True) == "interpolate"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import SMALL_CORPUS
+from tests.helpers import SMALL_CORPUS
 
 # A small, fast net for the end-to-end tests (the recipe of the real one is unchanged).
 TINY = ["normalization=per_sample", "model.net.fusion_dim=32", "model.net.lstm_hidden=32",
@@ -65,7 +65,7 @@ def history_keys(run: dict[str, Any]) -> set[str]:
 
 
 def test_offline_run_logs_the_dashboard_metrics_table_and_model(make_cfg, small_corpus, tmp_path):
-    from train import train
+    from sign_ctc.run.train import train
 
     cfg = make_cfg("logger=wandb", "logger.wandb.log_model=true", "trainer.max_epochs=2",
                    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 
 from sign_ctc.features.layout import MODALITIES
-from sign_ctc.normalization import valid_channels
+from sign_ctc.models.normalization import valid_channels
 
 
 def modality_stats(features: torch.Tensor, valid: torch.Tensor) -> dict[str, dict[str, float]]:
@@ -61,7 +61,7 @@ class FeatureDiagnostics(pl.Callback):
         if self.done:
             return
         self.done = True
-        feats, presence, lengths = batch["features"], batch["presence"], batch["lengths"]
+        feats, presence, lengths = batch.features, batch.presence, batch.lengths
         normed = pl_module.normalizer(torch.nan_to_num(feats), presence, lengths)
         valid = valid_channels(presence, lengths)
         self.stats = modality_stats(normed, valid)

@@ -37,9 +37,9 @@ class LogProbRecorder(pl.Callback):
         log_probs, out_lengths = self._last
         self._last = None
         lp = log_probs.to(torch.float16).cpu()
-        for i, sid in enumerate(batch["ids"]):
+        for i, sid in enumerate(batch.ids):
             n = int(out_lengths[i])
-            self.log_probs[sid] = (lp[i, :n].numpy(), int(batch["lengths"][i]))
+            self.log_probs[sid] = (lp[i, :n].numpy(), int(batch.lengths[i]))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._handle is not None:

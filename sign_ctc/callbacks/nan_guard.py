@@ -12,28 +12,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
 
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.ctc_module import NonFiniteEvent
+from sign_ctc.data.batch import Batch
+from sign_ctc.models.ctc_module import NonFiniteEvent
+
+
+@runtime_checkable
+class Guarded(Protocol):
+    """What the guard shares with the module (:class:`~sign_ctc.models.ctc_module.CTCModule` has it):
+    the module reports its non-finite event of the step; the guard hands over the gradient norm it
+    measured, which gradient clipping reuses."""
+
+    nonfinite_event: NonFiniteEvent | None
+    grad_norm: torch.Tensor | None
 
 
 class NonFiniteTrainingError(RuntimeError):
     """Training produced non-finite values too many steps in a row."""
 
 
-def _batch_summary(batch: dict[str, Any]) -> list[dict[str, Any]]:
-    feats = batch["features"]
+def _batch_summary(batch: Batch) -> list[dict[str, Any]]:
+    feats = batch.features
     rows = []
-    for i, sid in enumerate(batch["ids"]):
-        x = feats[i, : int(batch["lengths"][i])]
+    for i, sid in enumerate(batch.ids):
+        x = feats[i, : int(batch.lengths[i])]
         finite = torch.isfinite(x)
         vals = x[finite]
         rows.append({
-            "id": sid, "frames": int(batch["lengths"][i]), "glosses": int(batch["target_lengths"][i]),
+            "id": sid, "frames": int(batch.lengths[i]), "glosses": int(batch.target_lengths[i]),
             "nonfinite_values": int((~finite).sum()),
             "nonfinite_frames": [int(t) for t in torch.nonzero(~finite.all(-1)).flatten()[:20]],
             "min": float(vals.min()) if vals.numel() else None, "max": float(vals.max()) if vals.numel() else None,
@@ -51,6 +62,11 @@ class NaNGuard(pl.Callback):
         self.history: list[NonFiniteEvent] = []
         self._grad_event: NonFiniteEvent | None = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, Guarded):
+            raise TypeError(f"NaNGuard needs a module with the Guarded interface (nonfinite_event, grad_norm), "
+                            f"e.g. CTCModule; got {type(pl_module).__name__}")
+
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         self._grad_event = None
 
@@ -61,7 +77,7 @@ class NaNGuard(pl.Callback):
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
         finite = bool(torch.isfinite(norm))
         pl_module.log("train/grad_norm", norm if finite else torch.tensor(float("nan")), on_step=True)
-        if finite and hasattr(pl_module, "grad_norm"):
+        if finite:
             pl_module.grad_norm = norm  # gradient clipping reuses it (CTCModule.configure_gradient_clipping)
         if not finite:
             bad = [n for n, p in pl_module.named_parameters()
@@ -73,9 +89,9 @@ class NaNGuard(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        event = getattr(pl_module, "nonfinite_event", None) or self._grad_event
+        event = pl_module.nonfinite_event or self._grad_event
         if event is not None and event.where == "backward" and not event.ids:
-            event.ids = list(batch["ids"])
+            event.ids = list(batch.ids)
         pl_module.nonfinite_event = None
         if event is None:
             self.consecutive = 0
@@ -94,7 +110,7 @@ class NaNGuard(pl.Callback):
                 f"{self.consecutive} consecutive training steps produced non-finite values (last at "
                 f"{event.where}, step {event.step}); offending samples: "
                 f"{', '.join(sorted({i for e in self.history[-self.consecutive:] for i in e.ids}))}. "
-                f"Dumps are in {self._dump_root(trainer)}; run `python -m sign_ctc.diagnose` with the same overrides."
+                f"Dumps are in {self._dump_root(trainer)}; run `python -m sign_ctc.cli.diagnose` with the same overrides."
             )
 
     def _dump_root(self, trainer: pl.Trainer) -> Path:

@@ -3,19 +3,30 @@
 The same sentences each time (the first ``num_sentences`` of the validation split), so the
 dashboard's image slider shows the alignments sharpening over training: blank-dominated and
 smeared early, one peak per gloss on the reference's forced alignment later. Does nothing without
-a W&B logger (no forward pass, no drawing), during the sanity check and off rank zero.
+a W&B logger or a datamodule (no forward pass, no drawing), during the sanity check and off rank zero.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SplitDatasets(Protocol):
+    """What this callback reads of a datamodule (``SignDataModule``): the validation split's samples."""
+
+    val_split: str
+
+    def dataset(self, split: str) -> Any: ...
 
 
 class PosteriorgramLogger(pl.Callback):
@@ -32,29 +43,24 @@ class PosteriorgramLogger(pl.Callback):
         self.logged = 0
 
     def due(self, trainer: pl.Trainer) -> bool:
-        """This epoch is one to draw: W&B logger, rank zero, not the sanity check, every k-th epoch."""
+        """This epoch is one to draw: W&B logger, rank zero, a datamodule, not the sanity check, every k-th epoch."""
         if trainer.sanity_checking or not trainer.is_global_zero:
             return False
-        if not any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        if not any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+            return False
+        if not isinstance(trainer.datamodule, SplitDatasets):
+            rank_zero_warn("posteriorgram: the trainer has no datamodule with dataset(split); nothing drawn")
             return False
         return trainer.current_epoch % self.every_n_epochs == 0 or trainer.current_epoch + 1 == trainer.max_epochs
-
-    def _dataset(self, trainer: pl.Trainer) -> Any:
-        dm = getattr(trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "dataset"):
-            return dm.dataset(getattr(dm, "val_split", "dev"))
-        loaders = trainer.val_dataloaders
-        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        ds = getattr(loader, "dataset", None)
-        return getattr(ds, "dataset", ds)  # LandmarkView wraps the feature dataset
 
     @torch.no_grad()
     def images(self, trainer: pl.Trainer, pl_module: Any) -> list[tuple[Any, str]]:
         """(matplotlib Figure, caption) of each fixed dev sentence with the module as it is now."""
-        from sign_ctc.decoding import greedy_decode
-        from sign_ctc.figures import posteriorgram_figure, sentence_view
+        from sign_ctc.decoding.decoders import greedy_decode
+        from sign_ctc.viz.figures import posteriorgram_figure, sentence_view
 
-        ds = self._dataset(trainer)
+        dm = trainer.datamodule
+        ds = dm.dataset(dm.val_split)
         out = []
         was_training = pl_module.training
         pl_module.eval()
@@ -90,7 +96,7 @@ class PosteriorgramLogger(pl.Callback):
             return
         images = [wandb.Image(_png(fig), caption=caption) for fig, caption in figures]
         for lg in trainer.loggers:
-            if type(lg).__name__ == "WandbLogger":
+            if isinstance(lg, WandbLogger):
                 lg.log_image(key=self.key, images=images, step=trainer.global_step)
         self.logged += 1
 

@@ -8,12 +8,21 @@ same sentences every epoch so their hypotheses can be compared over training, pl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
 
 COLUMNS = ["epoch", "step", "id", "reference", "hypothesis", "errors"]
 
+
+
+@runtime_checkable
+class Predicting(Protocol):
+    """What the table reads from the module (:class:`~sign_ctc.models.ctc_module.CTCModule` has it): the
+    last validation's per-sentence rows (id, reference, hypothesis, errors)."""
+
+    predictions: list[dict[str, Any]]
 
 class PredictionTable(pl.Callback):
     def __init__(self, key: str = "val/predictions", max_rows: int = 20, worst_rows: int = 10) -> None:
@@ -34,8 +43,11 @@ class PredictionTable(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        predictions = getattr(pl_module, "predictions", None)
-        wandb_loggers = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+        if not isinstance(pl_module, Predicting):
+            raise TypeError(f"PredictionTable needs a module with `predictions` (CTCModule has it), "
+                            f"not {type(pl_module).__name__}")
+        predictions = pl_module.predictions
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not predictions or not wandb_loggers:
             return
         data = self.rows(trainer, predictions)

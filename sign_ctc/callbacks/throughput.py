@@ -27,8 +27,8 @@ class Throughput(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._samples += len(batch["ids"])
-        self._frames += int(batch["lengths"].sum())
+        self._samples += len(batch.ids)
+        self._frames += int(batch.lengths.sum())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._start is None:

@@ -1,4 +1,4 @@
-"""Padding collate: a list of samples -> one batch dict of padded tensors plus lengths."""
+"""Padding collate: a list of samples -> one :class:`~sign_ctc.data.batch.Batch` of padded tensors plus lengths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from sign_ctc.data.batch import Batch
 
 if TYPE_CHECKING:
     from sign_ctc.data.dataset import Sample
@@ -16,7 +18,7 @@ def padded_length(longest: int, multiple: int | None) -> int:
     return longest if not multiple else -(-longest // multiple) * multiple
 
 
-def collate(samples: Sequence[Sample], pad_to_multiple: int | None = None) -> dict[str, Any]:
+def collate(samples: Sequence[Sample], pad_to_multiple: int | None = None) -> Batch:
     """Pad to the longest sequence (or up to a multiple of ``pad_to_multiple`` frames); CTC targets
     are concatenated (the 1-D form CTC loss takes)."""
     lengths = torch.tensor([s.features.shape[0] for s in samples], dtype=torch.long)
@@ -31,15 +33,15 @@ def collate(samples: Sequence[Sample], pad_to_multiple: int | None = None) -> di
 
 
 def batch_dict(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-               samples: Sequence[Any]) -> dict[str, Any]:
+               samples: Sequence[Any]) -> Batch:
     """A batch of features (precomputed-feature corpora); samples give ``targets`` and ``id``."""
-    return {"features": features, **_common(presence, lengths, samples)}
+    return Batch(features=features, **_common(presence, lengths, samples))
 
 
 def landmark_batch(points: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                   samples: Sequence[Any]) -> dict[str, Any]:
+                   samples: Sequence[Any]) -> Batch:
     """A batch of raw landmarks ``points`` [B, T, 543, 3]: the features are derived on the device."""
-    return {"points": points, **_common(presence, lengths, samples)}
+    return Batch(points=points, **_common(presence, lengths, samples))
 
 
 def _common(presence: torch.Tensor, lengths: torch.Tensor, samples: Sequence[Any]) -> dict[str, Any]:

@@ -132,7 +132,7 @@ class CSLDailyCorpus(Corpus):
     The pickle is a dict with ``info`` (one record per video: ``name``, ``signer``, ``label_gloss``
     as a list, ...) and the label maps; it is read with a restricted unpickler (builtin containers
     and scalars only). ``split_1.txt`` holds ``name|split`` lines. Frames are under
-    ``sentence_frames-512x512/frames_512x512/<name>/`` (extract them with ``sign_ctc.extract``);
+    ``sentence_frames-512x512/frames_512x512/<name>/`` (extract them with ``sign_ctc.cli.extract``);
     landmarks are ``<landmarks_dir>/<split>/<name>.pose``.
     """
 

@@ -4,7 +4,7 @@ With ``store=True`` (the configs' default) each split's `.pose` files are packed
 a float16 landmark store (``sign_ctc.data.store``: ``store_dir``, else beside the landmarks, else
 under ``store_cache_dir`` for read-only corpora) and read from it. For landmark corpora the loaders
 carry padded raw landmarks (``collate_landmarks``; float16 from the store) and the module derives the
-features after the transfer to its device (``sign_ctc.features.derive``).
+features after the transfer to its device (``Batch.with_features``).
 
 Every split is checked in one pass before use (by the pack, or by ``store.scan_sources`` without a
 store): bad samples fail with one error naming them all, or with ``skip_bad_files=True`` are left
@@ -32,7 +32,6 @@ from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, collate
 from sign_ctc.data.sampler import LengthBucketBatchSampler
 from sign_ctc.data.store import BadSample, open_store, scan_sources
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.derive import with_features
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,15 @@ class SignDataModule(pl.LightningDataModule):
 
     ``augmentation``: a :class:`PoseAugmentation` applied to the raw landmarks of the training loader
     only (not dev/test, not :meth:`split_batches`), per (seed, epoch, sample id); None: no augmentation.
+    The keyword defaults are those of ``conf/data/mediapipe_full.yaml`` (``eval_batch_size=None``: the
+    training ``batch_size``; ``num_workers="auto"``: see :func:`resolve_workers`).
     """
 
     def __init__(self, corpus: Corpus | Callable[..., Corpus], root: str | None = None,
-                 landmarks_dir: str | None = None, batch_size: int = 16, eval_batch_size: int | None = None,
-                 max_frames: int | None = None, num_workers: int | str = 2, missing: str = "zero",
-                 pin_memory: bool | None = False, seed: int = 0, train_subset: int | None = None,
-                 val_split: str = "dev", store: bool = False, store_dir: str | None = None,
+                 landmarks_dir: str | None = None, batch_size: int = 16, eval_batch_size: int | None = 32,
+                 max_frames: int | None = None, num_workers: int | str = "auto", missing: str = "zero",
+                 pin_memory: bool | None = None, seed: int = 0, train_subset: int | None = None,
+                 val_split: str = "dev", store: bool = True, store_dir: str | None = None,
                  store_cache_dir: str | None = None, skip_bad_files: bool = False,
                  multiprocessing_context: str | None = None, augmentation: PoseAugmentation | None = None,
                  pad_to_multiple: int | None = None):
@@ -243,4 +244,4 @@ class SignDataModule(pl.LightningDataModule):
         source, collate_fn = self._source(split)
         loader = DataLoader(source, batch_sampler=sampler, collate_fn=collate_fn, num_workers=self.num_workers,
                             multiprocessing_context=self._worker_context())
-        yield from map(with_features, loader)
+        yield from (batch.with_features() for batch in loader)

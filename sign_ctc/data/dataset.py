@@ -3,11 +3,11 @@
 Features are derived on the fly from raw landmarks (never stored): read from the split's packed
 store (``sign_ctc.data.store``, float16, read without loading it) when one is given, else from the
 sample's `.pose` file; or read from a precomputed ``[T, 6516]`` float32 `.npy` file (the seed's form).
-The dataset does not normalize: that happens once, in the model (see ``sign_ctc.normalization``).
+The dataset does not normalize: that happens once, in the model (see ``sign_ctc.models.normalization``).
 
 The loaders use the faster form: :class:`LandmarkView` yields raw landmarks and
 :func:`collate_landmarks` pads them (float16 from the store); the features are derived from the
-batch on the training device (``sign_ctc.features.derive.with_features``, called by the module after
+batch on the training device (``Batch.with_features``, called by the module after
 the transfer), which gives the same batch as ``collate([ds[i] ...])``.
 """
 
@@ -17,13 +17,13 @@ import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng
+from sign_ctc.data.batch import Batch
 from sign_ctc.data.collate import landmark_batch, padded_length
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.store import LandmarkStore
@@ -232,13 +232,13 @@ def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage).view(*shape)
 
 
-def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> dict[str, Any]:
+def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> Batch:
     """Raw samples -> a padded batch of raw landmarks; the features are derived after the transfer.
 
     ``points`` [B, T, 543, 3] keeps the samples' dtype (float16 straight from the store, 8x smaller
     than the float32 features; float32 once augmentation or interpolation computed new values),
     padded with zeros; ``presence`` is the filled presence (interpolated parts count as present), so
-    :func:`sign_ctc.features.derive.with_features` gives exactly ``collate`` of the samples' features.
+    :meth:`sign_ctc.data.batch.Batch.with_features` gives exactly ``collate`` of the samples' features.
     ``pad_to_multiple``: the time axis is padded up to a multiple of it (a few shapes for torch.compile).
     """
     lengths = torch.tensor([s.points.shape[0] for s in samples], dtype=torch.long)

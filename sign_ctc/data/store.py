@@ -10,7 +10,7 @@ A split's `.pose` files are packed once into a folder::
 
 3262 bytes per frame, against 26 064 for the seed's float32 [T, 6516] features (8x less to read per
 epoch). Only raw landmarks are stored: the 6516-dim features are derived per batch from them, and
-normalization happens only in the model (``sign_ctc.normalization``).
+normalization happens only in the model (``sign_ctc.models.normalization``).
 
 The fingerprint covers the split's annotation (ids and glosses in order), every source file's size
 and modification time, the store version and the layout version: the store is rebuilt when any of

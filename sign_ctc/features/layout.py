@@ -22,7 +22,6 @@ a hand that appears after a gap never produces a huge fake velocity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
@@ -41,11 +40,9 @@ NUM_POINTS = 543
 PARTS: tuple[str, ...] = ("pose", "left_hand", "right_hand", "face")
 PART_DIMS: dict[str, int] = {p: (RAW_PARTS[p][1] - RAW_PARTS[p][0]) * 3 for p in PARTS}
 STATIC_DIM = sum(PART_DIMS.values())  # 1629
-TEMPORAL_LAGS: tuple[tuple[int, ...], ...] = ((0, 1), (0, 1, 2), (0, 4))
-TEMPORAL_NAMES: tuple[str, ...] = ("velocity", "acceleration", "displacement")
+TEMPORAL_LAGS: tuple[tuple[int, ...], ...] = ((0, 1), (0, 1, 2), (0, 4))  # velocity, acceleration, displacement
 TEMPORAL_DIM = STATIC_DIM * len(TEMPORAL_LAGS)  # 4887
 FEATURE_DIM = STATIC_DIM + TEMPORAL_DIM  # 6516
-MAX_LAG = max(max(lags) for lags in TEMPORAL_LAGS)
 
 
 def _slices() -> dict[str, slice]:
@@ -66,18 +63,6 @@ MODALITIES: dict[str, slice] = {k: SLICES[k] for k in ("pose", "hands", "face", 
 
 # Raw point indices in static-feature order (pose, left hand, right hand, face).
 STATIC_POINT_ORDER = torch.cat([torch.arange(*RAW_PARTS[p]) for p in PARTS])
-# Part id (index into PARTS) of every static channel.
-STATIC_CHANNEL_PART = torch.cat(
-    [torch.full((PART_DIMS[p],), i, dtype=torch.long) for i, p in enumerate(PARTS)]
-)
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What a checkpoint records so inference refuses features of another layout."""
-
-    version: str = LAYOUT_VERSION
-    dim: int = FEATURE_DIM
 
 
 def static_from_landmarks(landmarks: torch.Tensor) -> torch.Tensor:

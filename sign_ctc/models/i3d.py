@@ -159,14 +159,14 @@ class I3DTeacher(nn.Module):
     convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank.
     ``residual``: each Inception block adds its input to the first channels of its output (a
     parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
-    at first. On in conf/model/i3d.yaml; off here, so a checkpoint written before the switch existed
-    (its config has no ``residual``) rebuilds the net it was trained with."""
+    at first. The defaults are conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
+    ``residual`` were on gets them off from :data:`sign_ctc.models.checkpoint.LEGACY_DEFAULTS`."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
-                 fusion_dim: int = 256, lstm_hidden: int = 256, lstm_layers: int = 1, dropout: float = 0.3,
+                 fusion_dim: int = 256, lstm_hidden: int = 288, lstm_layers: int = 1, dropout: float = 0.1,
                  temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True,
-                 modalities: Sequence[str] | None = None, aux_ctc: bool = False, blank_bias: float | None = None,
-                 masked_bn: bool = False, residual: bool = False):
+                 modalities: Sequence[str] = tuple(MODALITIES), aux_ctc: bool = True, blank_bias: float | None = None,
+                 masked_bn: bool = False, residual: bool = True):
         super().__init__()
         self.residual = residual
         # The valid frames of the current stage (masks inside the Inception blocks, masked BatchNorm).
@@ -174,7 +174,7 @@ class I3DTeacher(nn.Module):
         frames = self.frames if masked_bn else None  # masked_bn: BatchNorm statistics over valid frames
         if len(temporal_strides) != 4 or any(s not in (1, 2) for s in temporal_strides):
             raise ValueError("temporal_strides = (stem conv, stem pool, pool after 3c, pool after 4f), each 1 or 2")
-        widths = dict(modality_widths or {"pose": 64, "hands": 128, "face": 64, "temporal": 128})
+        widths = dict(modality_widths or {"pose": 64, "hands": 128, "face": 64, "temporal": 96})
         self.strides = tuple(int(s) for s in temporal_strides)
         self.fusion = ModalityFusion(widths, fusion_dim, dropout, use_presence, modalities)
         self.input_dim = self.fusion.input_dim  # feature channels read: the leading blocks of the layout
@@ -214,7 +214,7 @@ class I3DTeacher(nn.Module):
         """Tell the next stage's Inception blocks (and masked BatchNorms) which of its T frames are real.
 
         ``T`` is shape arithmetic, never ``int(tensor)``: a traced export (TorchScript, ONNX) then keeps
-        the time axis dynamic instead of baking in the example's length (:mod:`sign_ctc.export`)."""
+        the time axis dynamic instead of baking in the example's length (:mod:`sign_ctc.models.export`)."""
         self.frames.mask = (torch.arange(T, device=n.device)[None, :] < n[:, None])[:, None, :]
 
     def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,

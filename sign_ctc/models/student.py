@@ -27,7 +27,7 @@ class CTCStudent(nn.Module):
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int], fusion_dim: int,
                  conv_channels: Sequence[int], conv_strides: Sequence[int], kernel_size: int,
                  lstm_hidden: int, bidirectional: bool, dropout: float, use_presence: bool = True,
-                 modalities: Sequence[str] | None = None, blank_bias: float | None = None):
+                 modalities: Sequence[str] = ("pose", "hands", "face"), blank_bias: float | None = None):
         super().__init__()
         if len(conv_channels) != len(conv_strides) or not conv_channels:
             raise ValueError("conv_channels and conv_strides need one entry per conv block")
