@@ -105,7 +105,7 @@ def best_checkpoint(run_dir: Path, metrics: dict) -> Path:
 
 
 def gloss_lm(run_dir: Path) -> Path:
-    """The gloss 3-gram LM of the run's training split (README: python -m sign_ctc.decoding.lm ...)."""
+    """The gloss 3-gram LM of the run's training split (the README's sign-ctc-lm, as python -m sign_ctc.cli.lm)."""
     from omegaconf import OmegaConf
 
     import sign_ctc  # noqa: F401  (registers the ${sign_ctc.cwd:} resolver that paths.root_dir uses)

@@ -40,8 +40,8 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 from common import add_corpus_args, corpus_from_args, figure, machine, write_result  # noqa: E402
 
-from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule, resolve_workers  # noqa: E402
+from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.models.normalization import Normalizer  # noqa: E402
 
 FULL_TRAIN_SENTENCES = 5671

@@ -25,10 +25,10 @@ COMMAND = ["train.py", "debug=overfit", "logger=none", "test=false"]
 
 def prepare() -> None:
     """Build the default synthetic corpus and its train store as train.py would (same config)."""
+    import hydra
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    import hydra
     from sign_ctc.data.store import open_store
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

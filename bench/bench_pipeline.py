@@ -22,8 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (REPO, PhoenixScaleCorpus, add_corpus_args, apply_default_backend, corpus_from_args,  # noqa: E402
-                    figure, machine, write_result)
+from common import (  # noqa: E402
+    REPO,
+    PhoenixScaleCorpus,
+    add_corpus_args,
+    apply_default_backend,
+    corpus_from_args,
+    figure,
+    machine,
+    write_result,
+)
 
 from sign_ctc.data.corpus import Corpus  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
@@ -109,9 +117,9 @@ def device_work(dm: SignDataModule, normalizer: Normalizer, batches: int) -> dic
 
 def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
     """Samples/s an I3D teacher training step consumes (forward, CTC loss, backward, AdamW)."""
+    import hydra
     from omegaconf import OmegaConf
 
-    import hydra
     from sign_ctc.models.ctc_module import CTCModule
 
     cfg = OmegaConf.load(REPO / "conf" / "model" / "i3d.yaml")

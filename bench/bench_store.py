@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (corpus_from_args, SEED_FEATURE_BYTES, add_corpus_args, figure, machine,  # noqa: E402
-                    write_result)
+from common import SEED_FEATURE_BYTES, add_corpus_args, corpus_from_args, figure, machine, write_result  # noqa: E402
 
 from sign_ctc.data.store import pack  # noqa: E402
 

@@ -36,14 +36,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
-from common import (CACHE, REPO, MemorySampler, add_corpus_args, apply_default_backend, corpus_from_args,  # noqa: E402
-                    figure, machine, write_result)
+from common import (  # noqa: E402
+    CACHE,
+    REPO,
+    MemorySampler,
+    add_corpus_args,
+    apply_default_backend,
+    corpus_from_args,
+    figure,
+    machine,
+    write_result,
+)
 
-from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
 from sign_ctc.data.datamodule import SignDataModule  # noqa: E402
+from sign_ctc.models.ctc_module import CTCModule  # noqa: E402
+from sign_ctc.models.normalization import Normalizer  # noqa: E402
 from sign_ctc.run.build import build_model  # noqa: E402
 from sign_ctc.run.instantiate import instantiate_group  # noqa: E402
-from sign_ctc.models.normalization import Normalizer  # noqa: E402
 
 
 def compose_train_config() -> Any:

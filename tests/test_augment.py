@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.data.augment import (FACE_MIDLINE, MIRROR_POINTS, POINT_PART, PoseAugmentation, affine_matrix,
-                                   apply_affine, ctc_min_outputs, face_mirror_permutation, mirror, resample,
-                                   sample_rng)
+from sign_ctc.data.augment import (
+    FACE_MIDLINE,
+    MIRROR_POINTS,
+    POINT_PART,
+    PoseAugmentation,
+    affine_matrix,
+    apply_affine,
+    ctc_min_outputs,
+    face_mirror_permutation,
+    mirror,
+    resample,
+    sample_rng,
+)
 from sign_ctc.data.dataset import collate_landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS
 

@@ -14,8 +14,15 @@ import torch
 from sign_ctc.data.corpus import Corpus, Sentence, write_phoenix2014
 from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
-from sign_ctc.data.store import (FLOAT16_ATOL, MANIFEST_FILE, BadFilesError, StoreError, bad_files_path, pack,
-                                 scan_sources)
+from sign_ctc.data.store import (
+    FLOAT16_ATOL,
+    MANIFEST_FILE,
+    BadFilesError,
+    StoreError,
+    bad_files_path,
+    pack,
+    scan_sources,
+)
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS

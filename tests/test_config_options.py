@@ -16,9 +16,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sign_ctc.data.batch import Batch
 from tests import corpora
 from tests.helpers import CONF
-from sign_ctc.data.batch import Batch
 
 GROUPS = ["data", "model", "normalization", "augmentation", "distillation", "decoding", "trainer", "logger", "callbacks",
           "experiment", "hparams_search", "backend"]

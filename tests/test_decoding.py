@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sign_ctc.scoring.ctm import read_stm
 from sign_ctc.data.corpus import Sentence, write_phoenix2014
 from sign_ctc.decoding.decoders import BeamSearchDecoder, greedy_decode
 from sign_ctc.decoding.lm import BOS, EOS, UNK, format_arpa, read_arpa, train_kneser_ney, write_arpa
+from sign_ctc.scoring.ctm import read_stm
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_STM = Path(__file__).parent / "data" / "phoenix2014" / "phoenix2014-groundtruth-dev.stm"

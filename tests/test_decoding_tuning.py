@@ -12,7 +12,6 @@ import hydra
 import pytest
 import torch
 
-from tests.helpers import SMALL_CORPUS
 from sign_ctc.decoding.decoders import BeamSearchDecoder
 from sign_ctc.decoding.tuning import (
     DevSample,
@@ -26,6 +25,7 @@ from sign_ctc.decoding.tuning import (
     write_tuned,
 )
 from sign_ctc.scoring.wer import wer
+from tests.helpers import SMALL_CORPUS
 
 VOCAB = ["<blank>", "<unk>", "A", "B", "C", "D", "E"]
 LM_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
@@ -187,8 +187,8 @@ def _tiny_checkpoint(make_cfg, tmp_path: Path) -> Path:
 
 
 def test_eval_tunes_on_dev_writes_beside_the_checkpoint_and_reuses(make_cfg, small_corpus, tmp_path, caplog):
-    from sign_ctc.run.evaluate import evaluate
     from sign_ctc.cli.lm import main as lm_main
+    from sign_ctc.run.evaluate import evaluate
 
     ckpt = _tiny_checkpoint(make_cfg, tmp_path)
     arpa = tmp_path / "gloss.arpa"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import SMALL_CORPUS
 from sign_ctc.cli.diagnose import diagnose, print_table
+from tests.helpers import SMALL_CORPUS
 
 
 def test_all_checks_pass_on_the_default_config(make_cfg, small_corpus, capsys):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import SMALL_CORPUS
 from sign_ctc.models.distillation import DistillationError, FrameKLDistillation, frame_kl
+from tests.helpers import SMALL_CORPUS
 
 TINY = ["logger=csv", "callbacks.rich_progress_bar=null", "test=false", *SMALL_CORPUS]
 
@@ -47,8 +47,8 @@ def test_frame_kl_ignores_padded_frames():
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory, cache_dir, small_corpus) -> Path:
     """A small I3D teacher trained for one epoch on the shared small corpus through train.py."""
-    from tests.helpers import compose_cfg
     from sign_ctc.run.train import train
+    from tests.helpers import compose_cfg
 
     run = tmp_path_factory.mktemp("teacher")
     cfg = compose_cfg("train", [*TINY, "trainer.max_epochs=1"], run, cache_dir)

@@ -167,11 +167,11 @@ def test_bad_export_requests_are_refused_by_name(tiny_ckpt: Path, tmp_path: Path
 def test_predict_runs_the_exported_model_on_the_real_video(tiny_ckpt: Path, tmp_path: Path, cache_dir: Path) -> None:
     """The exported ONNX model through `sign_ctc.cli.predict model_path=...` on the real video gives the
     checkpoint's glosses; the log-probs of both agree within 1e-4 on the video's landmarks."""
+    from sign_ctc.cli.predict import landmarks_of
+    from sign_ctc.cli.predict import run as predict_run
     from sign_ctc.models.checkpoint import load_module
     from sign_ctc.models.export import ExportedModel, export_checkpoint
-    from sign_ctc.cli.predict import landmarks_of
     from sign_ctc.models.inference import forward_landmarks, model_inputs
-    from sign_ctc.cli.predict import run as predict_run
 
     out = tmp_path / "model.onnx"
     export_checkpoint(tiny_ckpt, "onnx", out)

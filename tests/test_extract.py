@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sign_ctc.extraction.discover import (FRAMES_SUBDIR, ExtractInputError, WorkItem, discover, parse_shard,
-                                         select_shard)
+from sign_ctc.extraction.discover import FRAMES_SUBDIR, ExtractInputError, WorkItem, discover, parse_shard, select_shard
 from sign_ctc.extraction.run import extract, summary_name_for_shard
 from sign_ctc.extraction.worker import HolisticOptions, ModelUnavailableError, check_model_available, pose_model_path
 from sign_ctc.features.pose_io import read_pose

@@ -9,9 +9,24 @@ import pytest
 
 from sign_ctc.features.layout import RAW_PARTS
 from sign_ctc.features.pose_io import read_pose
-from sign_ctc.viz.figures import (OP_COLORS, PART_COLORS, FigureStyle, _Projector, _framing, _track_height, edit_ops,
-                              error_statistics, posteriorgram_glosses, sentence_view, video_frames, video_size,
-                              write_error_plots, write_posteriorgram, write_skeleton_video, write_video)
+from sign_ctc.viz.figures import (
+    OP_COLORS,
+    PART_COLORS,
+    FigureStyle,
+    _framing,
+    _Projector,
+    _track_height,
+    edit_ops,
+    error_statistics,
+    posteriorgram_glosses,
+    sentence_view,
+    video_frames,
+    video_size,
+    write_error_plots,
+    write_posteriorgram,
+    write_skeleton_video,
+    write_video,
+)
 
 VOCAB = ["<blank>", "<unk>", "A", "B", "C"]
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.helpers import SMALL_CORPUS
-from sign_ctc.run.build import build_datamodule, build_model, warn_infeasible
 from sign_ctc.callbacks.nan_guard import NaNGuard, NonFiniteTrainingError
-from sign_ctc.models.ctc_module import CTCModule, ctc_required_lengths, nonfinite_samples
 from sign_ctc.data.collate import collate
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.features.layout import SLICES
+from sign_ctc.models.ctc_module import CTCModule, ctc_required_lengths, nonfinite_samples
+from sign_ctc.run.build import build_datamodule, build_model, warn_infeasible
+from tests.helpers import SMALL_CORPUS
 
 
 @pytest.fixture

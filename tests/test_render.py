@@ -40,11 +40,11 @@ def render_cfg(ckpt: Path, out: Path, cache: Path, *overrides: str):
 def test_render_a_corpus_sample(ckpt, small_corpus, cache_dir, tmp_path) -> None:
     import cv2
 
-    from sign_ctc.decoding.alignment import forced_align
-    from sign_ctc.models.checkpoint import load_module
-    from sign_ctc.features.pose_io import read_pose
-    from sign_ctc.models.inference import forward_landmarks
     from sign_ctc.cli.render import run
+    from sign_ctc.decoding.alignment import forced_align
+    from sign_ctc.features.pose_io import read_pose
+    from sign_ctc.models.checkpoint import load_module
+    from sign_ctc.models.inference import forward_landmarks
 
     sentence = small_corpus.sentences("dev")[3]
     (result,) = run(render_cfg(ckpt, tmp_path, cache_dir, f"sample={sentence.id}"))
@@ -157,8 +157,8 @@ class RecordingWandbLogger(lightning.pytorch.loggers.WandbLogger):
 
 def test_posteriorgram_callback_logs_fixed_dev_sentences_only_with_wandb(ckpt, cache_dir, small_corpus) -> None:
     from sign_ctc.callbacks.posteriorgram import PosteriorgramLogger
-    from sign_ctc.models.checkpoint import load_module
     from sign_ctc.data.datamodule import SignDataModule
+    from sign_ctc.models.checkpoint import load_module
 
     model = load_module(ckpt)
     dm = SignDataModule(small_corpus, num_workers=0)

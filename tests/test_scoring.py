@@ -25,9 +25,9 @@ from sign_ctc.scoring.ctm import (
     write_ctm,
     write_stm,
 )
+from sign_ctc.scoring.official import score, score_files
 from sign_ctc.scoring.phoenix_rules import RULES, clean_hypothesis, clean_phoenix2014_gloss, clean_reference
 from sign_ctc.scoring.sclite import SCLiteError, find_sclite, parse_sum, run_sclite
-from sign_ctc.scoring.official import score, score_files
 from sign_ctc.scoring.wer import align_sclite, wer
 
 DATA = Path(__file__).parent / "data" / "phoenix2014"

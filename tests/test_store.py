@@ -19,8 +19,16 @@ import torch
 from sign_ctc.data.collate import collate
 from sign_ctc.data.corpus import Corpus, write_phoenix2014
 from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError, collate_landmarks
-from sign_ctc.data.store import (BYTES_PER_FRAME, FLOAT16_ATOL, MANIFEST_FILE, LandmarkStore, StoreError, open_store,
-                                 pack, store_location)
+from sign_ctc.data.store import (
+    BYTES_PER_FRAME,
+    FLOAT16_ATOL,
+    MANIFEST_FILE,
+    LandmarkStore,
+    StoreError,
+    open_store,
+    pack,
+    store_location,
+)
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.features.layout import PARTS, SLICES, STATIC_POINT_ORDER, features_from_landmarks
 from sign_ctc.features.pose_io import read_pose
@@ -267,8 +275,8 @@ def test_datamodule_packs_on_first_use_and_reads_the_store(small_corpus, tmp_pat
 
 
 def test_pack_command_reports_and_reuses(make_cfg, small_corpus, tmp_path, capsys):
-    from tests.helpers import SMALL_CORPUS
     from sign_ctc.cli.pack import run
+    from tests.helpers import SMALL_CORPUS
 
     cfg = make_cfg(*SMALL_CORPUS, f"data.store_dir={tmp_path / 'cmd'}", "splits=[train,dev]", config_name="pack")
     assert run(cfg) == 0

@@ -168,8 +168,8 @@ def test_checkpoint_to_eval_gives_the_same_wer(make_cfg, small_corpus, tmp_path)
 
 
 def test_checkpoint_of_another_layout_is_refused(make_cfg, small_corpus, tmp_path):
-    from sign_ctc.run.build import build_datamodule, build_model
     from sign_ctc.models.checkpoint import CheckpointError, load_module
+    from sign_ctc.run.build import build_datamodule, build_model
 
     cfg = make_cfg("logger=none", *SMALL_CORPUS)
     model = build_model(cfg, build_datamodule(cfg))
@@ -190,9 +190,9 @@ def test_eval_uses_the_checkpoints_missing_landmark_mode(make_cfg, small_corpus,
     import logging
 
     import sign_ctc.data.dataset as dataset_module
-    from sign_ctc.run.evaluate import evaluate
-    from sign_ctc.models.checkpoint import load_module, read_checkpoint
     from sign_ctc.data.dataset import MediaPipeFeatureDataset
+    from sign_ctc.models.checkpoint import load_module, read_checkpoint
+    from sign_ctc.run.evaluate import evaluate
     from sign_ctc.run.train import train
 
     run = tmp_path / "run"

@@ -17,14 +17,14 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from sign_ctc.callbacks.feature_diagnostics import modality_stats, render_table
 from sign_ctc.cli import CONF_DIR
 from sign_ctc.data.batch import Batch
+from sign_ctc.data.collate import collate
+from sign_ctc.models.ctc_module import CTCModule
+from sign_ctc.models.normalization import check_single_normalization, valid_channels
 from sign_ctc.run.backend import apply_backend
 from sign_ctc.run.build import build_datamodule, build_model
-from sign_ctc.callbacks.feature_diagnostics import modality_stats, render_table
-from sign_ctc.models.ctc_module import CTCModule
-from sign_ctc.data.collate import collate
-from sign_ctc.models.normalization import check_single_normalization, valid_channels
 
 
 @dataclass

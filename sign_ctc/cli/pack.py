@@ -24,8 +24,16 @@ from omegaconf import DictConfig
 
 from sign_ctc.cli import CONF_DIR
 from sign_ctc.data.corpus import SPLITS
-from sign_ctc.data.store import (BYTES_PER_FRAME, BadFilesError, LandmarkStore, StoreError, fingerprint, is_current,
-                                 pack, store_location)
+from sign_ctc.data.store import (
+    BYTES_PER_FRAME,
+    BadFilesError,
+    LandmarkStore,
+    StoreError,
+    fingerprint,
+    is_current,
+    pack,
+    store_location,
+)
 from sign_ctc.features.pose_io import PoseFileError
 
 EXIT_BAD_INPUT = 2

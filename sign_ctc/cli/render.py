@@ -31,7 +31,6 @@ from sign_ctc.run.backend import apply_backend
 from sign_ctc.viz.figures import FigureStyle
 from sign_ctc.viz.sentences import RenderError, view_of, write_sentence_figures
 
-
 log = logging.getLogger(__name__)
 
 

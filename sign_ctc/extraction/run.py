@@ -21,8 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.extraction.discover import WorkItem, parse_shard, select_shard
-from sign_ctc.extraction.worker import (HolisticOptions, SentenceResult, check_model_available, close_worker,
-                                        detection_rates, init_worker, run_item)
+from sign_ctc.extraction.worker import (
+    HolisticOptions,
+    SentenceResult,
+    check_model_available,
+    close_worker,
+    detection_rates,
+    init_worker,
+    run_item,
+)
 from sign_ctc.features.layout import PARTS
 from sign_ctc.features.pose_io import read_pose
 
@@ -54,8 +61,14 @@ def _remove_stale_temps(item: WorkItem, output_dir: Path) -> None:
 
 def _progress(enabled: bool) -> Progress:
     """Sentence-level bar with ETA (rich); disabled bars draw nothing."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]extract[/]"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[frames]} frames"), TimeElapsedColumn(),

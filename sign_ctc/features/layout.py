@@ -22,7 +22,6 @@ a hand that appears after a gap never produces a huge fake velocity.
 
 from __future__ import annotations
 
-
 import torch
 
 LAYOUT_VERSION = "mp-holistic-6516-v1"

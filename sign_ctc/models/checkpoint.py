@@ -8,9 +8,8 @@ from typing import Any
 import hydra
 import torch
 
-from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.features.layout import LAYOUT_VERSION
-
+from sign_ctc.models.ctc_module import CTCModule
 
 # Where each module lived before the packages of 2026-11-28 (old -> new import path). A checkpoint's
 # recipe names its classes by import path; read_checkpoint rewrites the old ones, so every checkpoint

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sign_ctc.features.layout import (CHANNEL_GROUPS, FEATURE_DIM, PARTS, SLICES, STATIC_DIM, channel_presence,
-                                      group_presence)
+from sign_ctc.features.layout import (
+    CHANNEL_GROUPS,
+    FEATURE_DIM,
+    PARTS,
+    SLICES,
+    STATIC_DIM,
+    channel_presence,
+    group_presence,
+)
 
 if TYPE_CHECKING:
     from sign_ctc.data.batch import Batch

@@ -8,9 +8,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.models.normalization import Normalizer
-from sign_ctc.data.datamodule import SignDataModule
 
 log = logging.getLogger(__name__)
 

@@ -1,26 +1,9 @@
-"""Evaluate a checkpoint: WER table (S/D/I) and per-sentence hypotheses of a corpus split.
+"""Evaluate a checkpoint on a corpus split: WER table (S/D/I), per-sentence hypotheses, the CTM timed
+by forced alignment, optional LM tuning on dev and the error figures.
 
-    python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt     # the run's own corpus
-    python eval.py ckpt_path=... split=dev decoding=beam \
-        scoring.stm=<root>/evaluation/phoenix2014-groundtruth-dev.stm scoring.rules=phoenix2014
-    python eval.py ckpt_path=... data=phoenix2014 data.root=... data.landmarks_dir=...   # another corpus
-    python eval.py ckpt_path=... decoding=beam decoding.lm_path=gloss.arpa decoding.tune=true
-
-``decoding.tune=true`` chooses the LM weight and word bonus on the dev split (one forward pass,
-a grid of decodes), writes them to ``<ckpt stem>.decoding.json`` beside the checkpoint and then
-evaluates ``split`` with them; later ``decoding=beam`` runs without ``decoding.lm_weight`` /
-``decoding.word_bonus`` on the command line reuse that file (:mod:`sign_ctc.decoding.tuning`).
-
-The hypotheses' CTM (``<split>_hyp.ctm``) is timed by the CTC forced alignment of each hypothesis
-to the model's output (:mod:`sign_ctc.decoding.alignment`), in seconds at the corpus frame rate. Under
-``<run>/figures/`` go the error plots of the split (substitution pairs, per-gloss error rates, WER
-by sentence length) and the posteriorgram and skeleton video of the ``figures.n`` worst and best
-sentences (:mod:`sign_ctc.cli.render`); ``figures=false`` draws nothing.
-
-What the model saw in training comes from the checkpoint, never from the command line: vocabulary,
-normalization statistics and the missing-landmark mode (`data.missing`; a command line that sets
-another one is overridden, with a warning). The corpus is the one the checkpoint was trained on
-unless the command line names one (`data=...`).
+What the model saw in training (vocabulary, normalization statistics, missing-landmark mode) comes
+from the checkpoint, never from the command line. The commands are ``python eval.py`` and
+``sign-ctc-eval``; eval.py's docstring shows their options.
 """
 
 from __future__ import annotations
@@ -32,15 +15,11 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-from omegaconf import DictConfig, OmegaConf
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
-from sign_ctc.decoding.alignment import AlignmentError, align_sequence
-from sign_ctc.run.backend import apply_backend
 from sign_ctc.callbacks.log_probs import LogProbRecorder
-from sign_ctc.models.checkpoint import load_module
-from sign_ctc.models.ctc_module import CTCModule
-from sign_ctc.scoring.ctm import CtmLine, ctm_lines, read_stm, timed_ctm_lines, write_ctm
+from sign_ctc.decoding.alignment import AlignmentError, align_sequence
 from sign_ctc.decoding.tuning import (
     decoder_settings,
     format_tuning,
@@ -49,10 +28,14 @@ from sign_ctc.decoding.tuning import (
     tune_on_dev,
     with_tuned_values,
 )
+from sign_ctc.models.checkpoint import load_module
+from sign_ctc.models.ctc_module import CTCModule
+from sign_ctc.run.backend import apply_backend
 from sign_ctc.run.instantiate import instantiate_group
-from sign_ctc.viz.sentences import corpus_fps, write_eval_figures
 from sign_ctc.run.reports import format_result, result_summary, write_predictions, write_results
+from sign_ctc.scoring.ctm import CtmLine, ctm_lines, read_stm, timed_ctm_lines, write_ctm
 from sign_ctc.scoring.official import format_report, score
+from sign_ctc.viz.sentences import corpus_fps, write_eval_figures
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,8 @@
-"""Train the CSLR model: data -> model -> callbacks -> loggers -> trainer -> fit -> test on the best checkpoint.
+"""One training job, top to bottom: data -> model -> callbacks -> loggers -> trainer -> fit -> test on
+the best checkpoint, and the run's bookkeeping (run.json, metrics.json, resume from last.ckpt).
 
-    python train.py                                   # I3D teacher on the embedded synthetic corpus
-    python train.py model=i3d data=mediapipe_full data.root=/path/to/corpus
-    python train.py -m model.optimizer.lr=3e-4,1e-3   # a Hydra sweep (each job: own dir, own W&B run)
-    python train.py hparams_search=optuna             # Optuna TPE search (conf/hparams_search/optuna.yaml)
-
-Resume: a run directory holds run.json (its overrides and W&B run id), checkpoints/last.ckpt
-(written every epoch, and on SIGTERM / Ctrl+C) and, once finished, metrics.json. Re-run the same
-command with the run directory and `ckpt_path=last`:
-
-    python train.py <same overrides> hydra.run.dir=outputs/train/runs/<run> ckpt_path=last
-    python train.py -m <same sweep> hydra.sweep.dir=outputs/train/multiruns/<sweep> ckpt_path=last
-
-It continues from last.ckpt (epoch, global step, optimizer, scheduler, RNG states, same W&B run);
-a job that has no last.ckpt yet starts afresh and a completed job (metrics.json) is not re-run.
+The commands that run it are ``python train.py`` and ``sign-ctc-train``; train.py's docstring shows
+their use, sweeps and resuming.
 """
 
 from __future__ import annotations
@@ -26,14 +15,14 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.callbacks.rng_state import RNGState
+from sign_ctc.models.normalization import check_single_normalization
 from sign_ctc.run.backend import apply_backend
 from sign_ctc.run.build import build_datamodule, build_model
 from sign_ctc.run.instantiate import instantiate_group
-from sign_ctc.models.normalization import check_single_normalization
 from sign_ctc.run.reports import format_result, result_summary, write_predictions, write_results
 from sign_ctc.run.run_state import completed_metrics, resolve_ckpt_path, start_run, write_metrics
 from sign_ctc.run.trainer_setup import best_metric, check_launch, flatten, trainer_fixes

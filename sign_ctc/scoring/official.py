@@ -9,8 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sign_ctc.scoring.ctm import (StmLine, align_ctm_to_stm, ctm_lines, group_ctm, read_ctm, read_stm, write_ctm,
-                                  write_stm)
+from sign_ctc.scoring.ctm import (
+    StmLine,
+    align_ctm_to_stm,
+    ctm_lines,
+    group_ctm,
+    read_ctm,
+    read_stm,
+    write_ctm,
+    write_stm,
+)
 from sign_ctc.scoring.phoenix_rules import DEFAULT_RULES, check_rules, clean_hypothesis, clean_reference
 from sign_ctc.scoring.sclite import SCLiteResult, find_sclite, run_sclite
 from sign_ctc.scoring.wer import WERResult, wer

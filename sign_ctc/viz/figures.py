@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sign_ctc.decoding.alignment import Alignment, GlossSpan, align_sequence
 from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
+from sign_ctc.decoding.alignment import Alignment, GlossSpan, align_sequence
 from sign_ctc.features.layout import PARTS, RAW_PARTS
 
 # RGB; OpenCV gets them reversed.

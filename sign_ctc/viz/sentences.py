@@ -16,8 +16,16 @@ from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
 from sign_ctc.decoding.decoders import greedy_decode
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.ctc_module import CTCModule
-from sign_ctc.viz.figures import (FigureStyle, SentenceView, error_statistics, sentence_view, video_frames,
-                                  write_error_plots, write_posteriorgram, write_skeleton_video)
+from sign_ctc.viz.figures import (
+    FigureStyle,
+    SentenceView,
+    error_statistics,
+    sentence_view,
+    video_frames,
+    write_error_plots,
+    write_posteriorgram,
+    write_skeleton_video,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
