@@ -110,7 +110,7 @@ class NaNGuard(pl.Callback):
                 f"{self.consecutive} consecutive training steps produced non-finite values (last at "
                 f"{event.where}, step {event.step}); offending samples: "
                 f"{', '.join(sorted({i for e in self.history[-self.consecutive:] for i in e.ids}))}. "
-                f"Dumps are in {self._dump_root(trainer)}; run `python -m sign_ctc.cli.diagnose` with the same overrides."
+                f"Dumps are in {self._dump_root(trainer)}; run `sign-ctc-diagnose` with the same overrides."
             )
 
     def _dump_root(self, trainer: pl.Trainer) -> Path:

@@ -16,7 +16,6 @@ from lightning.pytorch.loggers import WandbLogger
 COLUMNS = ["epoch", "step", "id", "reference", "hypothesis", "errors"]
 
 
-
 @runtime_checkable
 class Predicting(Protocol):
     """What the table reads from the module (:class:`~sign_ctc.models.ctc_module.CTCModule` has it): the

@@ -75,10 +75,7 @@ def _wer(model: CTCModule, batch: Batch) -> float:
     with torch.no_grad():
         log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
     hyps = [model.vocab.decode(h) for h in greedy_decode(log_probs, out_lengths)]
-    refs, start = [], 0
-    for n in batch.target_lengths.tolist():
-        refs.append(model.vocab.decode(batch.targets[start : start + n].tolist()))
-        start += n
+    refs = [model.vocab.decode(t) for t in batch.target_lists()]
     return wer(refs, hyps).wer
 
 

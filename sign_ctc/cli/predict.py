@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if decoding is not None and decoding.get("tune"):
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
-        raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign_ctc.cli.export> (one of them)")
+        raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
     if cfg.get("model_path"):
         from sign_ctc.models.export import ExportedModel
 

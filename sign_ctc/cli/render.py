@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sign_ctc.cli import CONF_DIR
 from sign_ctc.decoding.tuning import with_tuned_values
@@ -28,6 +28,7 @@ from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
+from sign_ctc.run.evaluate import corpus_config
 from sign_ctc.viz.figures import FigureStyle
 from sign_ctc.viz.sentences import RenderError, view_of, write_sentence_figures
 
@@ -39,12 +40,7 @@ SPLITS = ("test", "dev", "train")
 
 def corpus_of(cfg: DictConfig, model: CTCModule) -> Any:
     """The corpus to look ``sample`` up in: ``data=...`` of the command line, else the checkpoint's."""
-    data_cfg = cfg.get("data")
-    if data_cfg is None:
-        if not model.recipe.get("data"):
-            raise RenderError(f"{cfg.ckpt_path} does not record its corpus: pass data=<config> data.root=<corpus>")
-        data_cfg = OmegaConf.create(model.recipe["data"])
-    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule = hydra.utils.instantiate(corpus_config(cfg, model.recipe))
     datamodule.prepare_data()
     return datamodule.corpus
 

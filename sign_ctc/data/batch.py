@@ -54,6 +54,10 @@ class Batch:
         return dataclasses.replace(self, **{f.name: fn(v) for f in dataclasses.fields(self)
                                             if isinstance(v := getattr(self, f.name), torch.Tensor)})
 
+    def target_lists(self) -> list[list[int]]:
+        """Each sentence's gloss ids: ``targets`` split by ``target_lengths``."""
+        return [t.tolist() for t in torch.split(self.targets.cpu(), self.target_lengths.tolist())]
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return self._tensors(lambda t: t.to(device, non_blocking=non_blocking))
 

@@ -29,10 +29,10 @@ def collate(samples: Sequence[Sample], pad_to_multiple: int | None = None) -> Ba
     for i, s in enumerate(samples):
         features[i, : s.features.shape[0]] = s.features
         presence[i, : s.presence.shape[0]] = s.presence
-    return batch_dict(features, presence, lengths, samples)
+    return feature_batch(features, presence, lengths, samples)
 
 
-def batch_dict(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+def feature_batch(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
                samples: Sequence[Any]) -> Batch:
     """A batch of features (precomputed-feature corpora); samples give ``targets`` and ``id``."""
     return Batch(features=features, **_common(presence, lengths, samples))

@@ -171,13 +171,8 @@ class _DevCapture(pl.Callback):
         assert self._last is not None, "the test step did not decode"
         log_probs, lengths = self._last
         self._last = None
-        targets = batch.targets.tolist()
-        start = 0
-        for i, n in enumerate(batch.target_lengths.tolist()):
-            reference = self.vocab.decode(targets[start : start + n])
-            start += n
-            sid = batch.ids[i]
-            self.samples[sid] = DevSample(sid, log_probs[i, : int(lengths[i])].clone(), reference)
+        for i, (sid, target) in enumerate(zip(batch.ids, batch.target_lists(), strict=True)):
+            self.samples[sid] = DevSample(sid, log_probs[i, : int(lengths[i])].clone(), self.vocab.decode(target))
 
 
 def collect_dev(model: Any, loader: Any, make_trainer: Callable[[list[pl.Callback]], pl.Trainer]) -> list[DevSample]:

@@ -20,7 +20,7 @@ MOVED_MODULES: dict[str, str] = {
     "sign_ctc.distillation": "sign_ctc.models.distillation",
     "sign_ctc.decoding": "sign_ctc.decoding.decoders",
     "sign_ctc.decoding_tuning": "sign_ctc.decoding.tuning",
-    "sign_ctc.lm": "sign_ctc.cli.lm",
+    "sign_ctc.lm": "sign_ctc.decoding.lm",
     "sign_ctc.alignment": "sign_ctc.decoding.alignment",
     "sign_ctc.scoring": "sign_ctc.scoring.wer",
     "sign_ctc.phoenix_rules": "sign_ctc.scoring.phoenix_rules",

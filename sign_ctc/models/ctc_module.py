@@ -234,11 +234,8 @@ class CTCModule(pl.LightningModule):
         if ok.any():
             self.log(f"{stage}/loss", per_sample[ok].mean(), batch_size=int(ok.sum()), sync_dist=True)
         hyps = decoder.decode(log_probs, out_lengths) if decoder else greedy_decode(log_probs, out_lengths, self.vocab.blank_id)
-        start = 0
-        for i, n in enumerate(batch.target_lengths.tolist()):
-            ref = self.vocab.decode(batch.targets[start : start + n].tolist())
-            start += n
-            self._eval_outputs.append((batch.ids[i], ref, self.vocab.decode(hyps[i])))
+        for sid, target, hyp in zip(batch.ids, batch.target_lists(), hyps, strict=True):
+            self._eval_outputs.append((sid, self.vocab.decode(target), self.vocab.decode(hyp)))
 
     def _gathered_outputs(self) -> list[tuple[str, list[str], list[str]]]:
         outputs = self._eval_outputs

@@ -86,19 +86,19 @@ class FrameKLDistillation:
     def attach(self, student: Any, datamodule: Any) -> None:
         """Load the teacher and refuse it unless it matches the student's vocabulary, features,
         normalization and temporal stride; decide whether its outputs can be cached."""
-        from sign_ctc.models.checkpoint import CheckpointError, load_module, read_checkpoint
+        from sign_ctc.models.checkpoint import CheckpointError, load_module
 
         try:
-            meta = read_checkpoint(self.teacher_ckpt)["sign_ctc"]
-            teacher = load_module(self.teacher_ckpt)
+            teacher = load_module(self.teacher_ckpt)  # its vocabulary and recipe come with it
         except CheckpointError as e:
             raise DistillationError(f"distillation.teacher_ckpt: {e}") from e
         where = f"teacher {self.teacher_ckpt}"
-        if list(meta["vocab"]) != list(student.vocab.tokens):
-            diff = sorted(set(meta["vocab"]) ^ set(student.vocab.tokens))[:5]
-            raise DistillationError(f"{where} has a vocabulary of {len(meta['vocab'])} tokens, the student's data "
+        tokens = list(teacher.vocab.tokens)
+        if tokens != list(student.vocab.tokens):
+            diff = sorted(set(tokens) ^ set(student.vocab.tokens))[:5]
+            raise DistillationError(f"{where} has a vocabulary of {len(tokens)} tokens, the student's data "
                                     f"{len(student.vocab)} (in one only: {diff}): train both on the same corpus")
-        trained_missing = meta["recipe"].get("features", {}).get("missing")
+        trained_missing = teacher.recipe.get("features", {}).get("missing")
         if trained_missing not in (None, datamodule.missing):
             raise DistillationError(f"{where} was trained with data.missing={trained_missing}, the student's data "
                                     f"uses {datamodule.missing}: set data.missing={trained_missing}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.decoding.decoders import greedy_decode
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
@@ -28,7 +29,6 @@ def forward_landmarks(model: CTCModule, lm: Landmarks) -> tuple[torch.Tensor, to
     return model(feats, presence, lengths)
 
 
-
 def model_inputs(lm: Landmarks, missing: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features [1, T, 6516], presence [1, T, 4] and lengths [1] of one sequence, as in training:
     missing parts filled by the model's ``missing`` mode, presence = parts that hold values."""
@@ -37,15 +37,11 @@ def model_inputs(lm: Landmarks, missing: str) -> tuple[torch.Tensor, torch.Tenso
     return feats, torch.from_numpy(filled)[None], torch.tensor([feats.shape[1]])
 
 
-
 def decode(log_probs: torch.Tensor, out_lengths: torch.Tensor, decoder: Any, vocab: Vocabulary) -> list[str]:
     """Glosses of the first row: the configured decoder, or greedy without one."""
     if decoder is not None:
         return vocab.decode(decoder.decode(log_probs, out_lengths)[0])
-    from sign_ctc.decoding.decoders import greedy_decode
-
     return vocab.decode(greedy_decode(log_probs, out_lengths, vocab.blank_id)[0])
-
 
 
 @torch.no_grad()
@@ -53,7 +49,6 @@ def predict(model: CTCModule, lm: Landmarks) -> list[str]:
     """Gloss sequence of one sequence of landmarks."""
     log_probs, out_lengths = forward_landmarks(model, lm)
     return decode(log_probs, out_lengths, model.test_decoder, model.vocab)
-
 
 
 def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None) -> list[str]:

@@ -45,7 +45,6 @@ class ScoreReport:
         return out
 
 
-
 def prepare(
     hypotheses: dict[str, list[str]], references: Sequence[StmLine], rules: str = DEFAULT_RULES,
     allow_extra: bool = False,
@@ -56,7 +55,6 @@ def prepare(
     refs = [StmLine(r.id, r.channel, r.speaker, r.start, r.end, tuple(clean_reference(r.tokens, rules)))
             for r in references]
     return align_ctm_to_stm(cleaned, refs, allow_extra=allow_extra)
-
 
 
 def score(
@@ -92,11 +90,9 @@ def score(
     return report
 
 
-
 def score_files(hyp_ctm: str | Path, ref_stm: str | Path, **kwargs) -> ScoreReport:
     """:func:`score` on a CTM file and an STM file."""
     return score(group_ctm(read_ctm(hyp_ctm)), read_stm(ref_stm), **kwargs)
-
 
 
 def format_report(report: ScoreReport) -> str:

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
-from sign_ctc.decoding.decoders import greedy_decode
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.ctc_module import CTCModule
+from sign_ctc.models.inference import decode, forward_landmarks
 from sign_ctc.viz.figures import (
     FigureStyle,
     SentenceView,
@@ -35,28 +34,15 @@ class RenderError(ValueError):
     """An input render cannot draw; the message names the sample or file."""
 
 
-def hypothesis_of(model: CTCModule, log_probs: torch.Tensor, out_lengths: torch.Tensor) -> list[str]:
-    """The checkpoint's decoding of one sequence (its test decoder, else greedy)."""
-    if model.test_decoder is not None:
-        ids = model.test_decoder.decode(log_probs, out_lengths)[0]
-    else:
-        ids = greedy_decode(log_probs, out_lengths, model.vocab.blank_id)[0]
-    return model.vocab.decode(ids)
-
-
-
 def view_of(model: CTCModule, sid: str, lm: Landmarks, reference: Sequence[str] | None) -> SentenceView:
     """Forward one sequence as predict does, decode it, align hypothesis and reference."""
-    from sign_ctc.models.inference import forward_landmarks
-
     if len(lm) == 0:
         raise RenderError(f"sample {sid}: no frames")
     log_probs, out_lengths = forward_landmarks(model, lm)
-    hyp = hypothesis_of(model, log_probs, out_lengths)
+    hyp = decode(log_probs, out_lengths, model.test_decoder, model.vocab)
     lp = log_probs[0, : int(out_lengths[0])].numpy()
     return sentence_view(sid, lm.points, lm.presence, lm.fps or DEFAULT_FPS, lp, model.net.total_stride,
                          model.vocab.tokens, hyp, reference, model.vocab.blank_id)
-
 
 
 def alignment_record(view: SentenceView) -> dict[str, Any]:
@@ -71,7 +57,6 @@ def alignment_record(view: SentenceView) -> dict[str, Any]:
                    reference_alignment=[dict(s.to_dict(view.fps), op=op) for s, op in
                                         zip(view.ref_alignment.spans, view.ref_ops, strict=True)])
     return out
-
 
 
 def write_sentence_figures(view: SentenceView, folder: str | Path, style: FigureStyle | None = None,
@@ -97,7 +82,6 @@ def write_sentence_figures(view: SentenceView, folder: str | Path, style: Figure
     return out
 
 
-
 def corpus_fps(dataset: Any) -> float:
     """The split's frame rate: the first sentence's `.pose` header (corpora have one rate), else 25."""
     from sign_ctc.features.pose_io import PoseFileError, read_pose
@@ -113,7 +97,6 @@ def corpus_fps(dataset: Any) -> float:
     return DEFAULT_FPS
 
 
-
 def pick_sentences(predictions: Sequence[dict[str, Any]], n: int) -> list[tuple[str, dict[str, Any]]]:
     """(``worst_k`` / ``best_k``, prediction) of the ``n`` sentences with the most errors (relative,
     then absolute) and the ``n`` best (fewest errors, longest reference first), never one twice."""
@@ -125,7 +108,6 @@ def pick_sentences(predictions: Sequence[dict[str, Any]], n: int) -> list[tuple[
     best = [p for p in sorted(predictions, key=lambda p: (rate(p), -len(p["reference"].split()), p["id"]))
             if p["id"] not in taken][:n]
     return [(f"worst_{k + 1}", p) for k, p in enumerate(worst)] + [(f"best_{k + 1}", p) for k, p in enumerate(best)]
-
 
 
 def write_eval_figures(folder: str | Path, split: str, predictions: Sequence[dict[str, Any]],
