@@ -44,7 +44,7 @@ def test_settings_a_recipe_predates_get_the_values_it_was_trained_with() -> None
     assert new["model"]["net"] == {"_target_": "sign_ctc.models.i3d.I3DTeacher", "_partial_": True, "dropout": 0.1,
                                    "aux_ctc": False, "residual": False}
     assert new["normalization"] == {"_target_": "sign_ctc.models.normalization.Normalizer", "mode": "global",
-                                    "body_relative": False, "body_per_frame": False}
+                                    "body_relative": False, "body_per_frame": False, "body_fallback": "sequence"}
     assert new["decoding"]["_target_"] == "sign_ctc.decoding.decoders.BeamSearchDecoder"
     # a recipe written today is left as it is
     assert upgrade_targets(new) == new

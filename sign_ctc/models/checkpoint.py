@@ -37,7 +37,8 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "sign_ctc.models.i3d.I3DTeacher": {"aux_ctc": False, "residual": False},
     "sign_ctc.models.student.CTCStudent": {"modalities": ["pose", "hands", "face", "temporal"]},
     "sign_ctc.models.ctc_module.CTCModule": {"aux_ctc_weight": 0.0},
-    "sign_ctc.models.normalization.Normalizer": {"body_relative": False, "body_per_frame": False},
+    "sign_ctc.models.normalization.Normalizer": {"body_relative": False, "body_per_frame": False,
+                                                "body_fallback": "sequence"},
 }
 
 

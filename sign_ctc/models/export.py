@@ -272,6 +272,7 @@ class ExportedModel:
                               f"sign_ctc computes {LAYOUT_VERSION!r}")
         self.vocab = Vocabulary(self.meta["vocab"])
         self.missing: str = self.meta.get("missing", "zero")
+        self.total_stride = int(self.meta.get("total_stride", 1))
         self._run = _Runner(payload, self.meta.get("format", ""), str(self.path))
 
     def __call__(self, features: torch.Tensor, presence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,9 +12,11 @@ import torch
 
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding.decoders import greedy_decode
+from sign_ctc.decoding.idle import blank_idle, idle_output_frames
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
+from sign_ctc.features.pauses import pause_segments
 from sign_ctc.models.ctc_module import CTCModule
 
 if TYPE_CHECKING:
@@ -44,15 +46,42 @@ def decode(log_probs: torch.Tensor, out_lengths: torch.Tensor, decoder: Any, voc
     return vocab.decode(greedy_decode(log_probs, out_lengths, vocab.blank_id)[0])
 
 
+def segments(lm: Landmarks, pause_frames: int | None) -> list[Landmarks]:
+    """The sequence split at pauses (:mod:`sign_ctc.features.pauses`): the segments the live recognizer
+    recognizes one at a time, so that predict and live answer alike."""
+    hands = lm.presence[:, 1] | lm.presence[:, 2]
+    return [Landmarks(points=lm.points[a:b], presence=lm.presence[a:b], fps=lm.fps)
+            for a, b in pause_segments(hands.tolist(), pause_frames)]
+
+
+def without_idle(log_probs: torch.Tensor, out_lengths: torch.Tensor, presence: torch.Tensor, stride: int,
+                 blank: int) -> torch.Tensor:
+    """The first row's log-probs [1, T', C] with the output frames that stand only for frames where
+    nobody was detected made certainly blank (:mod:`sign_ctc.decoding.idle`)."""
+    n = int(out_lengths[0])
+    idle = idle_output_frames(torch.as_tensor(presence), stride, log_probs.shape[1])
+    idle[n:] = False
+    return blank_idle(log_probs[0], idle, blank)[None]
+
+
 @torch.no_grad()
-def predict(model: CTCModule, lm: Landmarks) -> list[str]:
-    """Gloss sequence of one sequence of landmarks."""
-    log_probs, out_lengths = forward_landmarks(model, lm)
-    return decode(log_probs, out_lengths, model.test_decoder, model.vocab)
+def predict(model: CTCModule, lm: Landmarks, pause_frames: int | None = None) -> list[str]:
+    """Gloss sequence of one sequence of landmarks: segment by segment (``pause_frames``: see
+    :func:`segments`; None: whole), nothing where nobody is in view."""
+    out: list[str] = []
+    for seg in segments(lm, pause_frames):
+        log_probs, out_lengths = forward_landmarks(model, seg)
+        log_probs = without_idle(log_probs, out_lengths, seg.presence, model.net.total_stride, model.vocab.blank_id)
+        out += decode(log_probs, out_lengths, model.test_decoder, model.vocab)
+    return out
 
 
-def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None) -> list[str]:
-    """Gloss sequence of one sequence of landmarks with an exported model (same features)."""
-    feats, presence, _ = model_inputs(lm, model.missing)
-    log_probs, out_lengths = model(feats, presence)
-    return decode(log_probs, out_lengths, decoder, model.vocab)
+def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None, pause_frames: int | None = None) -> list[str]:
+    """Gloss sequence of one sequence of landmarks with an exported model (same features, same rules)."""
+    out: list[str] = []
+    for seg in segments(lm, pause_frames):
+        feats, presence, _ = model_inputs(seg, model.missing)
+        log_probs, out_lengths = model(feats, presence)
+        log_probs = without_idle(log_probs, out_lengths, seg.presence, model.total_stride, model.vocab.blank_id)
+        out += decode(log_probs, out_lengths, decoder, model.vocab)
+    return out

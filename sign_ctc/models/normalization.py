@@ -16,6 +16,7 @@ floored, and outputs clipped, so a constant channel or an outlier never blows up
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -55,29 +56,154 @@ def valid_channels(presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return channel_presence(presence) & time_mask(lengths, presence.shape[1])[..., None]
 
 
+# Anchors of the body frame, in order of preference (MediaPipe pose indices; the face mesh's cheek points).
+# Each gives a centre and a width in shoulder widths: the shoulders themselves, else the ears, the eyes or
+# the face's width, with the shoulder midpoint placed below them along the head's own down direction, so
+# a skeleton without shoulders (upper body cut off, or never stored, as in pose-format's hand or reduced
+# files and RWTH-BOSTON-104's three points) is scaled like one with them instead of by a width of zero.
+# Ratios: typical adult breadths (shoulders ~39 cm, ears ~14.5 cm, pupils ~6.3 cm, cheeks ~14 cm) and the
+# shoulder line ~0.55 shoulder widths below the ears. The nose alone gives a centre but no scale. Hips are
+# not used (off-screen in most signing video, where MediaPipe still guesses them), nor the wrists (they
+# move with every sign, so a scale from them would erase the signing).
+NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR = 0, 2, 5, 7, 8
+FACE_LEFT_CHEEK, FACE_RIGHT_CHEEK = 454, 234  # face-mesh indices of the two cheek extremes
+PAIR_ANCHORS: tuple[tuple[str, int, int, float, float], ...] = (
+    # (part, point a, point b, shoulder widths per a-b distance, shoulder midpoint below the pair's centre)
+    ("pose", LEFT_SHOULDER, RIGHT_SHOULDER, 1.0, 0.0),
+    ("pose", LEFT_EAR, RIGHT_EAR, 2.7, 0.55),
+    ("pose", LEFT_EYE, RIGHT_EYE, 6.2, 0.62),
+    ("face", FACE_LEFT_CHEEK, FACE_RIGHT_CHEEK, 2.8, 0.55),
+)
+NOSE_DROP = 0.6  # shoulder midpoint below the nose, in shoulder widths (used with a held or default width)
+# Before any anchor was ever seen (a stream that starts without a person): the centre of the picture and
+# a quarter of its width, the typical framing of a signer facing a webcam.
+DEFAULT_CENTRE = (0.5, 0.5)
+DEFAULT_WIDTH = 0.25
+MIN_WIDTH = 1e-3
+FALLBACKS = ("causal", "sequence")
+
+
+def _point(features: torch.Tensor, part_offset: int, index: int) -> torch.Tensor:
+    return features[..., part_offset + 3 * index : part_offset + 3 * index + 2]
+
+
+def frame_anchors(features: torch.Tensor, presence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each frame's own body frame from its first usable anchor: centre [.., T, 2], width [.., T], and
+    whether each was found ([.., T] bool each; the nose gives a centre without a width). A point is
+    usable when its part is present and it is not at the exact origin (where readers put points a
+    skeleton lacks)."""
+    offsets = {"pose": SLICES["pose"].start, "face": SLICES["face"].start}
+    part_ok = {"pose": presence[..., 0].bool(), "face": presence[..., 3].bool()}
+    shape = features.shape[:-1]
+    centre = features.new_zeros(*shape, 2)
+    width = features.new_zeros(shape)
+    found = torch.zeros(shape, dtype=torch.bool, device=features.device)
+    for part, a, b, ratio, drop in PAIR_ANCHORS:
+        pa, pb = _point(features, offsets[part], a), _point(features, offsets[part], b)
+        span = pa - pb
+        dist = span.norm(dim=-1)
+        ok = part_ok[part] & (pa != 0).any(-1) & (pb != 0).any(-1) & (dist * ratio > MIN_WIDTH) & ~found
+        w = dist * ratio
+        # The head's down direction: the pair's line turned by 90 degrees, pointing down the picture (+y).
+        down = torch.stack([-span[..., 1], span[..., 0]], dim=-1) / dist.clamp_min(1e-12)[..., None]
+        down = torch.where(down[..., 1:2] < 0, -down, down)
+        c = (pa + pb) / 2 + down * (drop * w)[..., None]
+        centre = torch.where(ok[..., None], c, centre)
+        width = torch.where(ok, w, width)
+        found = found | ok
+    nose = _point(features, offsets["pose"], NOSE)
+    nose_ok = part_ok["pose"] & (nose != 0).any(-1) & ~found
+    return centre, width, found, nose_ok
+
+
+def _forward_fill(values: torch.Tensor, ok: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """values [B, T, *] where ok [B, T], else the last ok value before (``initial`` [B, *] before any)."""
+    B, T = ok.shape
+    idx = torch.where(ok, torch.arange(T, device=ok.device)[None, :], torch.full_like(ok, -1, dtype=torch.long))
+    last = torch.cummax(idx, dim=1).values  # [B, T]
+    flat = values.reshape(B, T, -1)
+    held = flat.gather(1, last.clamp_min(0)[..., None].expand(-1, -1, flat.shape[-1]))
+    held = torch.where((last >= 0)[..., None], held, initial.reshape(B, 1, -1).to(flat.dtype))
+    return held.reshape(values.shape)
+
+
+BodyFrame = tuple[torch.Tensor, torch.Tensor]  # centre [B, 2], width [B]: the last anchored frame seen
+PRESENCE_HISTORY = 4  # frames the temporal channels look back on (layout.TEMPORAL_LAGS)
+
+
+@dataclass
+class NormalizerState:
+    """What a stream carries between calls of :meth:`Normalizer.stream`."""
+
+    body: BodyFrame
+    presence: torch.Tensor  # [B, <= PRESENCE_HISTORY, 4] the last frames' part presence
+
+
+def default_body_frame(batch: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> BodyFrame:
+    return (torch.tensor(DEFAULT_CENTRE, device=device, dtype=dtype).expand(batch, 2).clone(),
+            torch.full((batch,), DEFAULT_WIDTH, device=device, dtype=dtype))
+
+
 def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-               per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shoulder midpoint (z set to 0) and shoulder width: per sequence ([B, 3], [B]) from its present
-    pose frames, or ``per_frame`` ([B, T, 3], [B, T]; frames without a pose take the sequence's)."""
-    pose_ok = presence[..., 0].bool() & time_mask(lengths, features.shape[1])
-    ls = features[..., 3 * LEFT_SHOULDER : 3 * LEFT_SHOULDER + 3]
-    rs = features[..., 3 * RIGHT_SHOULDER : 3 * RIGHT_SHOULDER + 3]
-    w = pose_ok.to(features.dtype)[..., None]
+               per_frame: bool = False, fallback: str = "causal",
+               initial: BodyFrame | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The body frame: centre (z = 0) and width in shoulder-width units (:data:`PAIR_ANCHORS`).
+
+    Per sequence ([B, 3], [B]): the mean over its anchored frames. ``per_frame`` ([B, T, 3], [B, T]):
+    each frame's own anchor; frames without one take, with ``fallback="causal"``, the last anchored
+    frame before them (``initial`` before the first: the state a stream carries, else the picture's
+    centre and :data:`DEFAULT_WIDTH`), so a frame never depends on a later one and a stream normalizes
+    exactly as the whole sequence; with ``fallback="sequence"``, the sequence's mean (what checkpoints
+    from before 2026-12-06 were trained with; not streamable).
+    """
+    if fallback not in FALLBACKS:
+        raise ValueError(f"body frame fallback must be one of {FALLBACKS}, got {fallback!r}")
+    valid = time_mask(lengths, features.shape[1])
+    centre2, width, found, nose_ok = frame_anchors(features, presence)
+    found, nose_ok = found & valid, nose_ok & valid
+    B = features.shape[0]
+    if initial is None and fallback == "sequence":  # as before 2026-12-06: a sequence without a pose stays put
+        initial = (features.new_zeros(B, 2), features.new_ones(B))
+    elif initial is None:
+        initial = default_body_frame(B, features.device, features.dtype)
+    w = found.to(features.dtype)
     count = w.sum(1).clamp_min(1.0)
-    centre = (((ls + rs) / 2) * w).sum(1) / count
-    centre[..., 2] = 0.0
-    width = (((ls - rs)[..., :2].norm(dim=-1, keepdim=True)) * w).sum(1) / count
-    has_pose = pose_ok.any(1)
-    centre = torch.where(has_pose[:, None], centre, torch.zeros_like(centre))
-    width = torch.where(has_pose, width.squeeze(-1), torch.ones_like(width.squeeze(-1))).clamp_min(1e-3)
+    has = found.any(1)
+    mean_width = torch.where(has, (width * w).sum(1) / count, initial[1])
+    with_centre = found | nose_ok
+    # The nose: a centre below it by NOSE_DROP widths of the frame's scale (held, or the sequence's).
+    if fallback == "causal":
+        scale = _forward_fill(width, found, initial[1])
+    else:
+        scale = mean_width[:, None].expand_as(width)
+    nose = _point(features, SLICES["pose"].start, NOSE)
+    nose_centre = nose + torch.stack([torch.zeros_like(scale), NOSE_DROP * scale], dim=-1)
+    centre2 = torch.where(nose_ok[..., None], nose_centre, centre2)
+    wc = with_centre.to(features.dtype)[..., None]
+    has_centre = with_centre.any(1)
+    mean_centre = torch.where(has_centre[:, None], (centre2 * wc).sum(1) / wc.sum(1).clamp_min(1.0), initial[0])
+    z = features.new_zeros(*centre2.shape[:-1], 1)
     if not per_frame:
-        return centre, width
-    frame_centre = (ls + rs) / 2
-    frame_centre[..., 2] = 0.0
-    frame_width = (ls - rs)[..., :2].norm(dim=-1)
-    ok = pose_ok & (frame_width > 1e-3)
-    return (torch.where(ok[..., None], frame_centre, centre[:, None, :]),
-            torch.where(ok, frame_width, width[:, None]))
+        return torch.cat([mean_centre, z[:, 0]], -1), mean_width.clamp_min(MIN_WIDTH)
+    if fallback == "causal":
+        centre_f = _forward_fill(centre2, with_centre, initial[0])
+        width_f = scale
+    else:
+        centre_f = torch.where(with_centre[..., None], centre2, mean_centre[:, None, :])
+        width_f = torch.where(found, width, mean_width[:, None])
+    return torch.cat([centre_f, z], -1), width_f.clamp_min(MIN_WIDTH)
+
+
+def last_body_frame(features: torch.Tensor, presence: torch.Tensor, initial: BodyFrame) -> BodyFrame:
+    """The body frame a stream carries after these frames [B, T, ..] (all valid): the last anchored
+    centre and width, or ``initial`` where the frames hold none."""
+    lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+    if features.shape[1] == 0:
+        return initial
+    centre2, width, found, nose_ok = frame_anchors(features, presence)
+    scale = _forward_fill(width, found, initial[1])
+    centre, _ = body_frame(features, presence, lengths, per_frame=True, fallback="causal", initial=initial)
+    return centre[:, -1, :2], scale[:, -1]
 
 
 def _exporting() -> bool:
@@ -92,7 +218,7 @@ def _point_tile(device: torch.device) -> torch.Tensor:
 
 
 def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                  per_frame: bool = False) -> torch.Tensor:
+                  per_frame: bool = False, fallback: str = "causal", initial: BodyFrame | None = None) -> torch.Tensor:
     """Static coordinates centred on the shoulder midpoint, every channel in shoulder widths (a new
     tensor). The temporal channels are differences, so a per-sequence centre cancels there (per frame,
     they are only rescaled: differences of the raw coordinates in that frame's shoulder widths).
@@ -100,7 +226,7 @@ def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch
     One pass over the features, then the centre off the 1629 static channels (not a [B, T, 6516] offset
     added everywhere): at batch 1 on a CPU these passes are most of the normalizer's time.
     """
-    centre, width = body_frame(features, presence, lengths, per_frame)
+    centre, width = body_frame(features, presence, lengths, per_frame, fallback, initial)
     if not per_frame:
         centre, width = centre[:, None, :], width[:, None]
     scale = (1.0 / width)[..., None]  # [B, 1|T, 1]
@@ -117,15 +243,20 @@ class Normalizer(nn.Module):
     """The one place features are normalized; statistics are buffers saved in checkpoints."""
 
     def __init__(self, mode: str = "global", body_relative: bool = True, std_floor: float = 1e-4,
-                 clip: float = 10.0, body_per_frame: bool = True):
+                 clip: float = 10.0, body_per_frame: bool = True, body_fallback: str = "causal"):
         """``body_per_frame``: with ``body_relative``, centre and scale each frame on its own
-        shoulders (the signer moving in the picture is removed) instead of the sequence's mean."""
+        shoulders (the signer moving in the picture is removed) instead of the sequence's mean.
+        ``body_fallback``: what a frame without an anchor takes (:func:`body_frame`): ``causal``, the
+        last anchored frame (streamable), or ``sequence``, the sequence's mean."""
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"normalization mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.body_relative = body_relative
         self.body_per_frame = body_per_frame
+        if body_fallback not in FALLBACKS:
+            raise ValueError(f"body_fallback must be one of {FALLBACKS}, got {body_fallback!r}")
+        self.body_fallback = body_fallback
         self.std_floor = std_floor
         self.clip = clip
         self.register_buffer("mean", torch.zeros(FEATURE_DIM))
@@ -138,22 +269,60 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"mode={self.mode}, body_relative={self.body_relative}, body_per_frame={self.body_per_frame}, "
+                f"body_fallback={self.body_fallback}, "
                 f"std_floor={self.std_floor}, clip={self.clip}")
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "body_relative": self.body_relative, "body_per_frame": self.body_per_frame,
+                "body_fallback": self.body_fallback,
                 "std_floor": self.std_floor, "clip": self.clip}
 
     def _relative(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                  limit: bool) -> torch.Tensor:
+                  limit: bool, initial: BodyFrame | None = None) -> torch.Tensor:
         """The features in the body frame when ``body_relative``; ``limit`` clamps raw values first (before
         statistics are taken from them: the per-sample ones, or ``fit``'s)."""
         x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if limit else features
-        return body_relative(x, presence, lengths, self.body_per_frame) if self.body_relative else x
+        if not self.body_relative:
+            return x
+        return body_relative(x, presence, lengths, self.body_per_frame, self.body_fallback, initial)
 
-    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    @property
+    def streamable(self) -> str | None:
+        """Why this normalizer cannot normalize a stream frame by frame exactly as the whole sequence,
+        or None when it can."""
+        if self.mode == "per_sample":
+            return "normalization mode per_sample uses the whole sequence's statistics (use normalization=global)"
+        if self.body_relative and not self.body_per_frame:
+            return "normalization.body_per_frame=false centres on the whole sequence's mean (use true)"
+        if self.body_relative and self.body_fallback != "causal":
+            return ("normalization.body_fallback=sequence gives frames without a body anchor the sequence's "
+                    "mean (use causal)")
+        return None
+
+    def stream(self, features: torch.Tensor, presence: torch.Tensor,
+               state: NormalizerState | None) -> tuple[torch.Tensor, NormalizerState]:
+        """Normalize the next frames [B, k, C] of streams whose earlier frames left ``state`` (None at the
+        start): the same values as the whole sequence's :meth:`forward`, and the state to carry on (the
+        body frame, and the last presence rows the temporal channels' masks look back on)."""
+        if self.streamable:
+            raise ValueError(f"cannot normalize a stream: {self.streamable}")
+        B, k = features.shape[:2]
+        if state is None:
+            state = NormalizerState(default_body_frame(B, features.device, features.dtype),
+                                    presence.new_zeros(B, 0, presence.shape[-1]))
+        history = torch.cat([state.presence, presence], 1)
+        groups = group_presence(history)[:, -k:] if k else group_presence(presence)
+        lengths = torch.full((B,), k, dtype=torch.long, device=features.device)
+        out = self.forward(features, presence, lengths, initial=state.body, groups=groups)
+        body = last_body_frame(features, presence, state.body) if self.body_relative else state.body
+        return out, NormalizerState(body, history[:, -PRESENCE_HISTORY:])
+
+    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                initial: BodyFrame | None = None, groups: torch.Tensor | None = None) -> torch.Tensor:
         """``features``: the whole layout [B, T, 6516] or its leading blocks (static only: [B, T, 1629]),
-        for a net that reads only those; each channel is normalized exactly as in the whole layout."""
+        for a net that reads only those; each channel is normalized exactly as in the whole layout.
+        ``initial``, ``groups``: the body frame and the (block, part) presence a stream carries over from
+        earlier frames (:meth:`stream`)."""
         if self.needs_fit:
             raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
                                "(train.py does) or load a checkpoint that carries them")
@@ -163,9 +332,11 @@ class Normalizer(nn.Module):
                              f"(a multiple of {STATIC_DIM}), got {width} channels")
         n_blocks = width // STATIC_DIM
         # Masks per (block, part) group instead of per channel: a few [B, T] masks, not [B, T, 6516].
-        groups = group_presence(presence)[..., :n_blocks, :] & time_mask(lengths, presence.shape[1])[..., None, None]
+        if groups is None:
+            groups = group_presence(presence)
+        groups = groups[..., :n_blocks, :] & time_mask(lengths, presence.shape[1])[..., None, None]
         groups = groups.to(features.dtype)
-        out = self._relative(features, presence, lengths, limit=self.mode == "per_sample")
+        out = self._relative(features, presence, lengths, limit=self.mode == "per_sample", initial=initial)
         if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
             inv_std = 1.0 / self.std[:width]
             inplace = out is not features and out.is_contiguous() and not _exporting()  # (ONNX: no addcmul out=)

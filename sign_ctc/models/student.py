@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sign_ctc.models.i3d import ModalityFusion, Unit1d, _mask, _out_len
+from sign_ctc.models.stream_buffers import Stage, Window, WindowState, push_through
+
+
+@dataclass(frozen=True)
+class StudentStreamState:
+    """What the student carries between chunks of a stream: each conv and pool layer's window, the LSTM's (h, c)."""
+
+    windows: list[WindowState]
+    hc: tuple[torch.Tensor, torch.Tensor] | None
 
 
 class CTCStudent(nn.Module):
@@ -45,6 +56,7 @@ class CTCStudent(nn.Module):
             cin = int(cout)
         self.pools = nn.ModuleList([nn.MaxPool1d(3, stride=s, padding=1) for s in self.strides])
         self.dropout = nn.Dropout(dropout)
+        self.bidirectional = bool(bidirectional)
         self.lstm = nn.LSTM(cin, lstm_hidden, batch_first=True, bidirectional=bidirectional)
         self.classifier = nn.Linear(lstm_hidden * (2 if bidirectional else 1), num_classes)
         if blank_bias is not None:
@@ -75,3 +87,56 @@ class CTCStudent(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
         return self.classifier(self.dropout(out)), n
+
+    # ---- streaming -----------------------------------------------------------------------------------
+    @property
+    def stream_refusal(self) -> str | None:
+        """Why this net cannot run on a stream (None: it can)."""
+        if self.bidirectional:
+            return ("the student's LSTM is bidirectional (model.net.bidirectional=true): it reads the whole sentence "
+                    "backwards; train with model.net.bidirectional=false to stream")
+        return None
+
+    def _stages(self) -> list[Stage]:
+        stages: list[Stage] = []
+        for conv, pool, s in zip(self.convs, self.pools, self.strides):
+            k = conv.conv.kernel_size[0]
+
+            def conv_layer(x: torch.Tensor, unit: Unit1d = conv) -> torch.Tensor:
+                return torch.relu(unit.bn(F.conv1d(x, unit.conv.weight, unit.conv.bias)))
+
+            stages.append((Window(k, 1, k // 2, 0.0), conv_layer))
+            stages.append((Window(3, s, 1, float("-inf")), partial_pool(s)))
+        return stages
+
+    def initial_state(self, batch: int = 1, device: torch.device | None = None) -> StudentStreamState:
+        """The state of ``batch`` streams before their first frame."""
+        widths = [self.fusion.fuse[1].out_features]
+        for conv in self.convs:
+            widths += [conv.conv.out_channels, conv.conv.out_channels]
+        windows = [w.initial(batch, c, device) for (w, _), c in zip(self._stages(), widths)]
+        return StudentStreamState(windows, None)
+
+    def step(self, x: torch.Tensor, presence: torch.Tensor, state: StudentStreamState,
+             final: bool = False) -> tuple[torch.Tensor, StudentStreamState]:
+        """The next frames of a stream, normalized features [B, k, input_dim] (k >= 0) and presence
+        [B, k, 4]: the logits of every output frame now fully determined [B, k', C] and the new state;
+        ``final``: the stream ends here (the rest is flushed). In eval mode the logits of all calls,
+        concatenated, equal :meth:`forward` over the whole sequence. The state is not modified."""
+        if self.stream_refusal:
+            raise ValueError(self.stream_refusal)
+        h = self.fusion(x, presence).transpose(1, 2) if x.shape[1] else x.new_zeros(x.shape[0], self.fusion.fuse[1].out_features, 0)
+        y, windows = push_through(self._stages(), state.windows, h, final)
+        if y is None or y.shape[-1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.classifier.out_features), StudentStreamState(windows, state.hc)
+        out, hc = self.lstm(y.transpose(1, 2), state.hc)
+        return self.classifier(out), StudentStreamState(windows, hc)
+
+
+def partial_pool(stride: int):
+    """Max-pooling k=3 with the given stride and no padding (the window supplies it)."""
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool1d(x, 3, stride=stride)
+
+    return pool
