@@ -225,8 +225,9 @@ def test_known_component_with_unknown_point_names_and_mixed_families_are_refused
         read_pose(path)
 
 
-def test_a_corpus_of_other_skeletons_packs_into_the_store(tmp_path):
-    """The store reads through the same reader: reduced Holistic, OpenPose and hand-only files pack."""
+def test_a_corpus_of_other_skeletons_packs_into_the_store(tmp_path, caplog):
+    """The store reads through the same reader: reduced Holistic, OpenPose and hand-only files pack; the
+    manifest counts the skeletons and the pack warns that the split mixes them."""
     import shutil
 
     from sign_ctc.data.corpus import Corpus, Sentence, write_phoenix2014
@@ -238,8 +239,12 @@ def test_a_corpus_of_other_skeletons_packs_into_the_store(tmp_path):
     for s, name in zip(sentences, names, strict=True):
         shutil.copy(DATA / name, tmp_path / "c" / "train" / f"{s.id}.pose")
     write_phoenix2014(tmp_path / "c" / "train.corpus.csv", sentences)
-    store = pack(Corpus(tmp_path / "c"), "train", tmp_path / "store")
+    with caplog.at_level("WARNING", logger="sign_ctc.data.store"):
+        store = pack(Corpus(tmp_path / "c"), "train", tmp_path / "store")
     assert store.ids == ["s0", "s1", "s2"]
+    assert store.manifest["skeletons"] == {"mediapipe_hands": 1, "mediapipe_holistic_reduced": 1, "openpose_body25": 1}
+    (warning,) = [r.getMessage() for r in caplog.records if "skeletons" in r.getMessage()]
+    assert "train: the landmark files are of 3 skeletons" in warning and "openpose_body25 (e.g." in warning
     for i, name in enumerate(names):
         points, presence = store.read(i)
         lm = read_pose(DATA / name)
