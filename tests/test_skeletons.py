@@ -250,3 +250,32 @@ def test_a_corpus_of_other_skeletons_packs_into_the_store(tmp_path, caplog):
         lm = read_pose(DATA / name)
         assert np.array_equal(presence, lm.presence)
         assert np.abs(points.astype(np.float32) - lm.points).max() < FLOAT16_ATOL
+
+
+def test_interpolation_fills_absent_frames_without_inventing_points():
+    """missing=interpolate on an OpenPose file: a hand's absent frames are filled from its detections; a
+    point located in only one of the two detections (here: one made unlocated) takes the nearer
+    detection's value or stays 0, never a blend with the 0; points the skeleton lacks stay 0."""
+    from sign_ctc.features.missing import fill_missing
+
+    lm = read_pose(DATA / "openpose_93f.pose")
+    col = PARTS.index("right_hand")
+    seen = np.flatnonzero(lm.presence[:, col])
+    gaps = np.flatnonzero(np.diff(seen) > 2)
+    assert gaps.size  # the right hand disappears for a while and comes back
+    before, after = seen[gaps[0]], seen[gaps[0] + 1]
+    point = RAW_PARTS["right_hand"][0] + 8  # index finger tip
+    pts = lm.points.copy()
+    pts[after, point] = 0.0  # not located in the detection after the gap
+    filled, presence = fill_missing(pts, lm.presence, "interpolate")
+    assert presence[before:after, col].all()
+    gap = filled[before + 1 : after, point]
+    kept = (gap == pts[before, point]).all(-1)
+    assert (kept | (gap == 0).all(-1)).all() and kept.any()
+    # a point located in both detections is blended between them
+    other = point - 1
+    mid = filled[(before + after) // 2, other]
+    assert np.allclose(mid, pts[before, other] + (pts[after, other] - pts[before, other])
+                       * (((before + after) // 2 - before) / (after - before)), atol=1e-6)
+    lacks = ~(lm.points != 0).any(-1).any(0)
+    assert lacks.sum() >= 468 - 24 and not filled[:, lacks].any()
