@@ -83,6 +83,19 @@ def test_name_tables_are_mediapipes_own():
     assert skeletons.FACE_CONTOUR_POINTS == contours
 
 
+def test_openpose_name_tables_are_pose_formats_own():
+    """Every BODY_25 joint is mapped or knowingly left out; hand and face names are pose-format's OpenPose names."""
+    from pose_format.utils import openpose
+
+    assert set(skeletons.OPENPOSE_BODY_TO_MEDIAPIPE) | skeletons.OPENPOSE_BODY_UNMAPPED == set(openpose.BODY_POINTS)
+    assert len(openpose.BODY_POINTS) == 25 and skeletons.BODY25_ONLY <= set(openpose.BODY_POINTS)
+    assert list(skeletons.OPENPOSE_HAND_POINTS) == openpose.HAND_POINTS
+    assert set(skeletons.OPENPOSE_FACE_TO_MEDIAPIPE) <= set(openpose.FACE_POINTS) and len(openpose.FACE_POINTS) == 70
+    # the 68-point numbering is in the names: the mapped points are the chin, nose, eyes and lips
+    numbers = sorted(int(n.split("_")[1]) for n in skeletons.OPENPOSE_FACE_TO_MEDIAPIPE)
+    assert numbers == [8, 27, 30, 33, *range(36, 48), 48, 51, 54, 57, 60, 62, 64, 66]
+
+
 def test_refined_face_keeps_the_first_468_mesh_points():
     from pose_format import Pose
 
@@ -222,6 +235,9 @@ def test_known_component_with_unknown_point_names_and_mixed_families_are_refused
         read_pose(path)
     path = _synthetic(tmp_path, [("POSE_LANDMARKS", ["NOSE"]), ("hand_left_keypoints_2d", ["BASE"])], "mixed.pose")
     with pytest.raises(PoseFileError, match=r"mixed\.pose: the header mixes"):
+        read_pose(path)
+    path = _synthetic(tmp_path, [("POSE_WORLD_LANDMARKS", ["NOSE"])], "world.pose")
+    with pytest.raises(PoseFileError, match=r"world\.pose: no point of the header has a place.*WORLD_LANDMARKS\(1\)"):
         read_pose(path)
 
 

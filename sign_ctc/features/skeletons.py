@@ -257,6 +257,8 @@ def _resolve(components: tuple[tuple[str, tuple[str, ...]], ...]) -> Skeleton:
                                     f"(first names: {', '.join(map(str, points[:5])) or 'none'})")
             names.setdefault(comp.part, set()).update(map(str, points))
         offset += len(points)
+    if not source:
+        raise SkeletonError(f"no point of the header has a place in the layout: it has {describe(components)}")
     source_index = np.asarray(source, dtype=np.int64)
     layout_index = np.asarray(layout, dtype=np.int64)
     source_index.flags.writeable = layout_index.flags.writeable = False  # shared by every file with this header
