@@ -293,3 +293,23 @@ def test_build_model_refuses_an_augmentation_stride_below_the_nets(make_cfg, sma
     ok = make_cfg("augmentation=default", "augmentation.temporal_stride=8", "model.net.temporal_strides=[2,1,2,2]",
                   "normalization=none", *CORPUS)
     assert build_model(ok, build_datamodule(ok)).net.total_stride == 8
+
+
+@pytest.mark.parametrize("name", ["signer_reduced_holistic_97f.pose", "openpose_93f.pose"])
+def test_points_a_skeleton_lacks_stay_missing_through_augmentation(name):
+    """Inside a detected part, the points a reduced Holistic or OpenPose file does not have read 0; mirror,
+    the affine map, resampling and jitter leave them 0 (no invented coordinate) and move the others."""
+    from sign_ctc.features.pose_io import read_pose
+
+    lm = read_pose(DATA / name)
+    lacks = ~(lm.points != 0).any(-1).any(0)  # never a value in the file
+    assert lacks[: RAW_PARTS["pose"][1]].sum() >= 12 and lacks[slice(*RAW_PARTS["face"])].sum() >= 340
+    aug = PoseAugmentation(mirror=1.0, jitter=0.02, time_scale=(0.7, 1.3))
+    for k in range(4):
+        out, pres = aug(lm.points, lm.presence, 4, sample_rng(3, k, name))
+        lost = ~(out != 0).any(-1).any(0)
+        mirrored = lacks[MIRROR_POINTS]  # the mirror exchanges left and right points
+        assert np.array_equal(lost, mirrored)
+        assert pres[:, PARTS.index("pose")].all()
+        shoulders = out[:, [11, 12], :2]  # present in every frame: moved, kept, and still in the picture
+        assert (shoulders != 0).all() and 0 < shoulders.min() and shoulders.max() < 1.2

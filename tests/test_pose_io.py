@@ -1,4 +1,7 @@
-"""Real `.pose` files (543, 576 and 586 points) load into the layout; bad files get clear errors."""
+"""Real Holistic `.pose` files (543, 576 and 586 points) load into the layout; bad files get clear errors.
+
+Other skeletons (reduced Holistic, OpenPose, hands only, partial files): tests/test_skeletons.py.
+"""
 
 from pathlib import Path
 
@@ -36,18 +39,6 @@ def test_phoenix_sample_detection_rates_match_its_readme():
     assert rates["pose"] == 1.0 and rates["face"] == 1.0
     assert abs((1 - rates["left_hand"]) - 0.57) < 0.01  # "left hand undetected in ~57% of frames"
     assert abs((1 - rates["right_hand"]) - 0.51) < 0.01
-
-
-def test_reduced_file_names_the_missing_components(tmp_path):
-    from pose_format import Pose
-
-    pose = Pose.read((DATA / "signer_holistic_97f.pose").read_bytes())
-    reduced = pose.get_components(["POSE_LANDMARKS", "LEFT_HAND_LANDMARKS"])
-    path = tmp_path / "reduced.pose"
-    with path.open("wb") as f:
-        reduced.write(f)
-    with pytest.raises(PoseFileError, match=r"reduced.pose.*FACE_LANDMARKS.*RIGHT_HAND_LANDMARKS"):
-        read_pose(path)
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):

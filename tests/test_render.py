@@ -90,6 +90,27 @@ def test_render_a_pose_file_with_a_reference_and_refuse_bad_input(ckpt, small_co
         run(render_cfg(ckpt, tmp_path, cache_dir, f"pose={tmp_path / 'missing.pose'}"))
 
 
+@pytest.mark.parametrize("name", ["signer_reduced_holistic_97f.pose", "openpose_93f.pose", "right_hand_only_170f.pose"])
+def test_render_and_predict_read_every_skeleton(ckpt, cache_dir, tmp_path, name) -> None:
+    """pose-format's reduced Holistic, OpenPose and a hand-only file go through predict and render as they are."""
+    import cv2
+
+    from sign_ctc.cli.predict import run as predict_run
+    from sign_ctc.cli.render import run
+    from sign_ctc.features.pose_io import read_pose
+    from tests.helpers import DATA
+
+    frames = len(read_pose(DATA / name))
+    (result,) = run(render_cfg(ckpt, tmp_path / "render", cache_dir, f"pose={DATA / name}"))
+    cap = cv2.VideoCapture(result["video"])
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    cap.release()
+    assert json.loads(Path(result["alignment"]).read_text())["frames"] == frames
+    (pred,) = predict_run(compose_cfg("predict", [f"ckpt_path={ckpt}", f"pose={DATA / name}"], tmp_path / "pred",
+                                      cache_dir))
+    assert pred["id"] == Path(name).stem and isinstance(pred["glosses"], str)
+
+
 def eval_cfg(ckpt: Path, out: Path, cache: Path, *overrides: str):
     return compose_cfg("eval", [f"ckpt_path={ckpt}", "figure_style.width=240", "figure_style.skeleton_height=180",
                                 *overrides], out, cache)

@@ -22,7 +22,9 @@ The operations, in the order applied (each can be switched off by a zero / unit 
 * Gaussian jitter of x, y with std ``jitter`` x shoulder width;
 * hand dropout: a hand marked undetected (presence False, points 0) for a burst of frames.
 
-Points of undetected parts are never moved: they stay exactly as read (0) with presence unchanged.
+Points without a value are never moved: those of undetected parts and, inside a detected part, those
+the file's skeleton lacks or did not locate (``features.skeletons``: the reduced Holistic face has 128
+of the 468 mesh points) -- all read as 0 -- stay exactly 0 (:func:`valued_points`), presence unchanged.
 Rotation and shear act on unit image coordinates (x / width, y / height), i.e. on a frame stretched
 to a square; for non-square video that is a slightly different rotation, within the shear range.
 """
@@ -88,6 +90,16 @@ for _i, _p in enumerate(PARTS):
 HAND_COLUMNS: tuple[int, ...] = (PARTS.index("left_hand"), PARTS.index("right_hand"))
 
 
+def valued_points(points: np.ndarray, presence: np.ndarray) -> np.ndarray:
+    """[T, 543] bool: the point has a value: its part is detected and it is not the layout's 0.
+
+    Presence is per part, so a point a skeleton lacks (or OpenPose did not locate) inside a detected
+    part is told by its 0, the layout's "no value" (as the skeleton drawing does); moving it would
+    invent a coordinate.
+    """
+    return presence[:, POINT_PART] & (points != 0).any(-1)
+
+
 def ctc_min_outputs(targets: Sequence[int] | np.ndarray) -> int:
     """CTC output frames a target needs: its length + adjacent repeats (a blank must separate them).
 
@@ -116,7 +128,7 @@ def mirror(points: np.ndarray, presence: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     presence = presence[:, MIRROR_PARTS]
     points = points[:, MIRROR_POINTS].copy()
-    mask = presence[:, POINT_PART]
+    mask = valued_points(points, presence)
     points[..., 0] = np.where(mask, np.float32(1.0) - points[..., 0], points[..., 0])
     return points, presence
 
@@ -145,8 +157,8 @@ def shoulder_frame(points: np.ndarray, presence: np.ndarray) -> tuple[np.ndarray
 
 def apply_affine(points: np.ndarray, presence: np.ndarray, matrix: np.ndarray, centre: np.ndarray,
                  shift: Sequence[float] = (0.0, 0.0), z_scale: float = 1.0) -> np.ndarray:
-    """x, y -> matrix @ (xy - centre) + centre + shift and z -> z * z_scale, on detected points only."""
-    mask = presence[:, POINT_PART]
+    """x, y -> matrix @ (xy - centre) + centre + shift and z -> z * z_scale, on valued points only."""
+    mask = valued_points(points, presence)
     (a, b), (c, d) = matrix.astype(np.float32)
     cx, cy = np.asarray(centre, dtype=np.float32)
     ox, oy = cx + np.float32(shift[0]), cy + np.float32(shift[1])
@@ -160,7 +172,7 @@ def apply_affine(points: np.ndarray, presence: np.ndarray, matrix: np.ndarray, c
 
 def resample(points: np.ndarray, presence: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """The sequence at ``length`` frames (same time span): linear between neighbouring frames where
-    the part is detected in both, else the nearest frame (points and presence), so gaps stay gaps."""
+    the point has a value in both, else the nearest frame (points and presence), so gaps stay gaps."""
     T = points.shape[0]
     if length == T:
         return points, presence
@@ -169,7 +181,8 @@ def resample(points: np.ndarray, presence: np.ndarray, length: int) -> tuple[np.
     hi = np.minimum(lo + 1, T - 1)
     w = (pos - lo).astype(np.float32)[:, None, None]
     near = np.where(w[:, 0, 0] < 0.5, lo, hi)
-    both = (presence[lo] & presence[hi])[:, POINT_PART][..., None]
+    valued = valued_points(points, presence)
+    both = (valued[lo] & valued[hi])[..., None]
     mixed = points[lo] * (1 - w) + points[hi] * w
     return np.where(both, mixed, points[near]), presence[near]
 
@@ -286,7 +299,7 @@ class PoseAugmentation:
         points, presence = resample(points, presence, params.length)
         if self.jitter > 0:
             noise = np.random.default_rng(params.noise_seed).standard_normal((*points.shape[:2], 2), dtype=np.float32)
-            noise *= np.float32(self.jitter * width) * presence[:, POINT_PART, None]  # 0 on undetected points
+            noise *= np.float32(self.jitter * width) * valued_points(points, presence)[..., None]  # 0 where no value
             points = points.copy()
             points[..., :2] += noise
         return drop_hands(points, presence, params.hand_bursts)

@@ -33,7 +33,9 @@ way the list is written, atomically, to ``<store root>/<split>.bad_files.json``:
 (``skipped``), so a reused store still reports them, and refuses them when ``skip_bad_files`` is
 off; the fingerprint counts a missing file too, so a fixed or restored file triggers a repack. A
 non-finite coordinate is not a bad file: ``read_pose`` reads it as a missing point, and the pack
-counts such points per file, warns, and records them in the manifest (``nonfinite_points``).
+counts such points per file, warns, and records them in the manifest (``nonfinite_points``). The
+manifest also counts the skeletons the files were read as (``skeletons``, see
+``sign_ctc.features.skeletons``), and the pack warns when a split mixes them.
 
 Reading uses ``os.preadv`` into a small per-sample buffer: nothing is mapped, so the process'
 resident memory stays flat whatever the corpus size (the page cache is the kernel's, not counted in
@@ -133,6 +135,7 @@ class SourceRead:
     presence: np.ndarray | None  # bool [T, 4]
     nonfinite: int  # detected points whose coordinates were NaN/inf, read as missing
     problem: str | None  # "; "-joined reasons when the sample is bad
+    skeleton: str | None = None  # what the file was read as (features.skeletons), when the reader says
 
 
 def _reason(exc: BaseException, path: Path) -> str:
@@ -150,7 +153,8 @@ def read_sources(corpus: Corpus, split: str, sentences: Sequence[Sentence],
                  reader: Callable[[Path], tuple] | None = None) -> Iterator[SourceRead]:
     """Read every sample's landmark file once, turning each problem into a reason instead of a crash.
 
-    ``reader(path)`` returns ``(points, presence)`` or ``(points, presence, nonfinite_points)``.
+    ``reader(path)`` returns ``(points, presence)``, ``(points, presence, nonfinite_points)`` or
+    ``(points, presence, nonfinite_points, skeleton_name)``.
     """
     from sign_ctc.features.pose_io import PoseFileError
 
@@ -158,12 +162,13 @@ def read_sources(corpus: Corpus, split: str, sentences: Sequence[Sentence],
     for s in sentences:
         path = corpus.landmark_path(split, s)
         reasons: list[str] = []
-        half = presence = None
+        half = presence = skeleton = None
         nonfinite = 0
         try:
             out = reader(path)
             points, presence = out[0], out[1]
             nonfinite = int(out[2]) if len(out) > 2 else 0
+            skeleton = out[3] if len(out) > 3 else None
             if points.ndim != 3 or points.shape[1:] != (NUM_POINTS, 3) or presence.shape != (len(points), len(PARTS)):
                 reasons.append(f"landmarks {points.shape} / presence {presence.shape} are not "
                                f"[T, {NUM_POINTS}, 3] / [T, {len(PARTS)}]")
@@ -183,9 +188,23 @@ def read_sources(corpus: Corpus, split: str, sentences: Sequence[Sentence],
         if problem:
             reasons.append(problem)
         if reasons:
-            yield SourceRead(s, path, None, None, nonfinite, "; ".join(reasons))
+            yield SourceRead(s, path, None, None, nonfinite, "; ".join(reasons), skeleton)
         else:
-            yield SourceRead(s, path, half, np.ascontiguousarray(presence, dtype=np.bool_), nonfinite, None)
+            yield SourceRead(s, path, half, np.ascontiguousarray(presence, dtype=np.bool_), nonfinite, None, skeleton)
+
+
+def warn_mixed_skeletons(split: str, skeletons: dict[str, list[str]]) -> None:
+    """One warning when a split's files were read as different skeletons (``features.skeletons``).
+
+    They all pack into the same layout, but a point one skeleton lacks reads 0 in its files and a
+    real value in the others', so a mixed split is worth knowing about; it is not an error.
+    """
+    if len(skeletons) < 2:
+        return
+    by_count = sorted(skeletons.items(), key=lambda kv: -len(kv[1]))
+    parts = [f"{len(files)} {name} (e.g. {files[0]})" for name, files in by_count]
+    _log.warning("%s: the landmark files are of %d skeletons: %s; points a skeleton lacks read as missing (0) in its "
+                 "files", split, len(skeletons), ", ".join(parts))
 
 
 def warn_nonfinite(split: str, counts: Sequence[dict[str, Any]]) -> None:
@@ -452,11 +471,11 @@ def is_current(path: Path, fp: str) -> bool:
     return bool(manifest) and manifest.get("version") == STORE_VERSION and manifest.get("fingerprint") == fp
 
 
-def _default_reader(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+def _default_reader(path: Path) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     from sign_ctc.features.pose_io import read_pose_counted
 
     lm, nonfinite = read_pose_counted(path)
-    return lm.points, lm.presence, nonfinite
+    return lm.points, lm.presence, nonfinite, lm.skeleton
 
 
 def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool = False,
@@ -467,7 +486,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
     Reuses the store when its fingerprint matches the sources; otherwise packs them into a temp
     folder and renames it into place (atomic: an interrupted pack leaves no half store). Bad samples
     raise one :class:`BadFilesError` naming them all, or are left out with ``skip_bad_files`` (see
-    the module doc). ``reader(path)`` returns ``(points, presence[, nonfinite_points])``.
+    the module doc). ``reader(path)`` returns ``(points, presence[, nonfinite_points[, skeleton]])``.
     """
     if corpus.source != "pose":
         raise StoreError(f"only .pose corpora can be packed (this corpus reads {corpus.source!r} files)")
@@ -494,6 +513,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
         packed: list[Sentence] = []
         bad: list[BadSample] = []
         nonfinite: list[dict[str, Any]] = []
+        skeletons: dict[str, list[str]] = {}  # skeleton read -> files
         total = 0
         bar = None
         if progress:
@@ -518,6 +538,8 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
                     total += len(item.points)
                     if item.nonfinite:
                         nonfinite.append({"id": item.sentence.id, "file": str(item.path), "points": item.nonfinite})
+                    if item.skeleton is not None:
+                        skeletons.setdefault(item.skeleton, []).append(str(item.path))
                 for f in (fp_points, fp_presence):
                     f.flush()
                     os.fsync(f.fileno())
@@ -525,6 +547,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
             if bar is not None:
                 bar.stop()
         warn_nonfinite(split, nonfinite)
+        warn_mixed_skeletons(split, skeletons)
         report = _record_bad(root, split, bad, len(sentences), sources, skip_bad_files)
         if bad and (not skip_bad_files or not packed):
             raise BadFilesError(split, bad, len(sentences), report, skipping=skip_bad_files)
@@ -535,6 +558,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
             "version": STORE_VERSION, "layout": LAYOUT_VERSION, "fingerprint": fp, "split": split,
             "sentences": len(packed), "total_frames": total,
             "skipped": [b.as_dict() for b in bad], "nonfinite_points": nonfinite,
+            "skeletons": {name: len(files) for name, files in sorted(skeletons.items())},
             "points": {"file": POINTS_FILE, "dtype": POINT_DTYPE.str, "shape": [total, NUM_POINTS, 3]},
             "presence": {"file": PRESENCE_FILE, "dtype": "|b1", "shape": [total, len(PARTS)], "parts": list(PARTS)},
             "bytes_per_frame": BYTES_PER_FRAME, "sources": str(sources),

@@ -1,4 +1,4 @@
-"""The core object for one signed sequence: raw Holistic landmarks plus per-part presence."""
+"""The core object for one signed sequence: raw landmarks in the Holistic layout plus per-part presence."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ class Landmarks:
 
     ``points`` is float32 ``[T, 543, 3]`` in pose-format Holistic order, 0 where undetected;
     ``presence`` is bool ``[T, 4]`` for the parts in ``layout.PARTS`` order
-    (pose, left hand, right hand, face).
+    (pose, left hand, right hand, face). ``skeleton``: what the `.pose` file was read as
+    (a name from ``features.skeletons``, e.g. ``mediapipe_holistic_reduced``), None when the
+    landmarks did not come from a file.
     """
 
     points: np.ndarray
     presence: np.ndarray
     fps: float = 25.0
+    skeleton: str | None = None
 
     def __post_init__(self) -> None:
         if self.points.ndim != 3 or self.points.shape[1:] != (NUM_POINTS, 3):

@@ -14,7 +14,9 @@ def fill_missing(points: np.ndarray, presence: np.ndarray, mode: str) -> tuple[n
 
     ``zero``: undetected parts stay 0 and absent (the model sees the presence mask).
     ``interpolate``: each part is linearly interpolated between its detections and held at the
-    ends; a part never detected in the sequence stays 0 and absent.
+    ends; a part never detected in the sequence stays 0 and absent. A point that is 0 (no value: a
+    point the file's skeleton lacks, or one OpenPose did not locate) in one of the two detections
+    takes the nearer detection's value instead of a blend with that 0, so nothing is invented.
     """
     if mode == "zero":
         return points, presence
@@ -33,6 +35,9 @@ def fill_missing(points: np.ndarray, presence: np.ndarray, mode: str) -> tuple[n
         lo, hi = seen[prv], seen[nxt]
         w = np.where(hi > lo, (frames - lo) / np.maximum(hi - lo, 1), 0.0)[:, None, None]
         sl = slice(*RAW_PARTS[part])
-        points[:, sl] = (1 - w) * points[lo, sl] + w * points[hi, sl]
+        valued = (points[:, sl] != 0).any(-1)
+        near = np.where(w[:, 0, 0] < 0.5, lo, hi)
+        mixed = (1 - w) * points[lo, sl] + w * points[hi, sl]
+        points[:, sl] = np.where((valued[lo] & valued[hi])[..., None], mixed, points[near, sl])
         filled[:, i] = True
     return points, filled

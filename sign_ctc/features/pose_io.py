@@ -1,11 +1,18 @@
 """Reading and writing `.pose` files (pose-format) as :class:`Landmarks`.
 
-Accepts pose-format's Holistic files with 543 points, 576 with POSE_WORLD_LANDMARKS and 586
-with a refined (478-point) face: world landmarks are dropped, the first 468 face points kept,
-pixel coordinates divided by the header's width/height. A point is missing where it is masked,
-has confidence 0 or has a non-finite (NaN/inf) coordinate: missing points read as 0, and a part is
-present in a frame when any of its points is. Non-finite coordinates are counted (see
-:func:`read_pose_counted`) so that the store can report the files that had them.
+Reads any file whose header names the points of a known skeleton (:mod:`sign_ctc.features.skeletons`:
+MediaPipe Holistic in all its variants -- 543, 576 with POSE_WORLD_LANDMARKS, 586 with a 478-point
+face, pose-format's reduced Holistic, hands only -- and OpenPose BODY_25 / COCO-18 with hands and
+face): every named point goes to its place in the 543-point layout, pixel x / y divided by the
+header's width / height (z kept as stored; 0 for 2-D files). A point is missing where the file does
+not have it, where it is masked, has confidence 0 or a non-finite (NaN/inf) coordinate: missing
+points read as 0. A part is present in a frame when any of its points is (for OpenPose, also only
+when its points' mean confidence reaches ``skeletons.OPENPOSE_PART_MIN_CONFIDENCE``); a part the
+skeleton has no point of is absent in every frame. Inside a present part, the points a skeleton
+lacks (the reduced face's 340 non-contour points, say) read 0 like undetected ones: the presence
+mask is per part, and the layout's 0 is "no value", never an estimate. ``Landmarks.skeleton`` names
+what the file was read as. Non-finite coordinates are counted (see :func:`read_pose_counted`) so
+that the store can report the files that had them.
 """
 
 from __future__ import annotations
@@ -17,24 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from sign_ctc.atomic import write_bytes_atomic
+from sign_ctc.features import skeletons
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
 
-COMPONENTS: dict[str, str] = {
-    "pose": "POSE_LANDMARKS",
-    "face": "FACE_LANDMARKS",
-    "left_hand": "LEFT_HAND_LANDMARKS",
-    "right_hand": "RIGHT_HAND_LANDMARKS",
-}
 WORLD_COMPONENT = "POSE_WORLD_LANDMARKS"
 
 
 class PoseFileError(ValueError):
-    """A `.pose` file that cannot be turned into Holistic landmarks; the message names it."""
+    """A `.pose` file that cannot be turned into layout landmarks; the message names it."""
 
 
 def read_pose(path: str | os.PathLike) -> Landmarks:
-    """Load a Holistic `.pose` file as unit-coordinate landmarks with part presence."""
+    """Load a `.pose` file of any known skeleton as unit-coordinate landmarks with part presence."""
     return read_pose_counted(path)[0]
 
 
@@ -62,57 +64,56 @@ def read_pose_counted(path: str | os.PathLike) -> tuple[Landmarks, int]:
 
 
 def landmarks_from_pose(pose, source: str = "<pose>") -> Landmarks:
-    """Convert a pose-format ``Pose`` (Holistic) to :class:`Landmarks`."""
+    """Convert a pose-format ``Pose`` of any known skeleton to :class:`Landmarks`."""
     return _convert(pose, source)[0]
 
 
 def _convert(pose, source: str) -> tuple[Landmarks, int]:
     """Landmarks of a ``Pose`` and the number of detected points whose coordinates were not finite."""
     header = pose.header
-    offsets: dict[str, tuple[int, int]] = {}
-    start = 0
-    for comp in header.components:
-        offsets[comp.name] = (start, len(comp.points))
-        start += len(comp.points)
-    missing = [name for name in COMPONENTS.values() if name not in offsets]
-    if missing:
-        have = ", ".join(f"{c.name}({len(c.points)})" for c in header.components)
-        raise PoseFileError(
-            f"{source}: missing required MediaPipe Holistic component(s) {', '.join(missing)}; "
-            f"file has {have}"
-        )
+    try:
+        skeleton = skeletons.resolve([(c.name, list(c.points)) for c in header.components])
+    except skeletons.SkeletonError as exc:
+        raise PoseFileError(f"{source}: {exc}") from None
     data = np.asarray(pose.body.data)
     if data.ndim != 4 or data.shape[-1] < 2:
         raise PoseFileError(f"{source}: unexpected body shape {data.shape}, want [frames, people, points, dims]")
-    frames = data.shape[0]
-    conf = np.asarray(pose.body.confidence)
-    mask = np.ma.getmaskarray(pose.body.data)
-    points = np.zeros((frames, NUM_POINTS, 3), dtype=np.float32)
-    point_ok = np.zeros((frames, NUM_POINTS), dtype=bool)
-    nonfinite = 0
-    for part, name in COMPONENTS.items():
-        lo, hi = RAW_PARTS[part]
-        need = hi - lo
-        off, count = offsets[name]
-        if count < need:
-            raise PoseFileError(f"{source}: component {name} has {count} points, need at least {need}")
-        sl = slice(off, off + need)
-        dims = min(3, data.shape[-1])
-        if frames:
-            points[:, lo:hi, :dims] = np.where(mask[:, 0, sl, :dims], 0.0, data[:, 0, sl, :dims])
-            detected = (conf[:, 0, sl] > 0) & ~mask[:, 0, sl, :].any(-1)
-            # A NaN/inf coordinate (a broken extraction) is a missing point, like a masked one.
-            finite = np.isfinite(points[:, lo:hi]).all(-1)
-            nonfinite += int((detected & ~finite).sum())
-            point_ok[:, lo:hi] = detected & finite
+    named = sum(len(c.points) for c in header.components)
+    if data.shape[2] != named:
+        raise PoseFileError(f"{source}: the body has {data.shape[2]} points per frame but the header names {named} "
+                            f"({skeletons.describe([(c.name, c.points) for c in header.components])})")
     width, height = header.dimensions.width, header.dimensions.height
     if width <= 0 or height <= 0:
         raise PoseFileError(f"{source}: header dimensions {width}x{height} are not usable to normalize pixels")
-    points[..., 0] /= width
-    points[..., 1] /= height
-    points[~point_ok] = 0.0
-    presence = np.stack([point_ok[:, slice(*RAW_PARTS[p])].any(-1) for p in PARTS], axis=-1)
-    return Landmarks(points=points, presence=presence, fps=float(pose.body.fps)), nonfinite
+    frames = data.shape[0]
+    dims = min(3, data.shape[-1])
+    src = skeleton.source_slice or skeleton.source_index  # a slice (full Holistic) reads views, not copies
+    conf = np.asarray(pose.body.confidence)[:, 0, src] if frames else np.zeros((0, skeleton.source_index.size))
+    masked = np.ma.getmaskarray(pose.body.data)[:, 0, src, :].any(-1)
+    values = np.where(masked[..., None], np.float32(0.0), data[:, 0, src, :dims]).astype(np.float32, copy=False)
+    located = (conf > 0) & ~masked
+    # A NaN/inf coordinate (a broken extraction) is a missing point, like a masked one.
+    finite = np.isfinite(values).all(-1)
+    nonfinite = int((located & ~finite).sum())
+    point_ok = located & finite
+    presence = np.zeros((frames, len(PARTS)), dtype=bool)
+    for i, part in enumerate(PARTS):
+        cols = skeleton.part_columns(part)
+        if not skeleton.coverage[part]:
+            continue  # the skeleton has no point of this part: absent in every frame
+        present = point_ok[:, cols].any(-1)
+        if skeleton.part_min_confidence > 0:
+            found = located[:, cols]
+            mean = np.where(found, conf[:, cols], 0.0).sum(-1) / np.maximum(found.sum(-1), 1)
+            present &= mean >= skeleton.part_min_confidence
+        presence[:, i] = present
+        point_ok[:, cols] &= present[:, None]
+    values[~point_ok] = 0.0
+    values[..., 0] /= width
+    values[..., 1] /= height
+    points = np.zeros((frames, NUM_POINTS, 3), dtype=np.float32)
+    points[:, skeleton.layout_slice or skeleton.layout_index, :dims] = values
+    return Landmarks(points=points, presence=presence, fps=float(pose.body.fps), skeleton=skeleton.name), nonfinite
 
 
 def holistic_header(width: int, height: int, world: bool = False, refined_face: bool = False):
