@@ -14,10 +14,19 @@ from omegaconf import DictConfig
 from sign_ctc.cli import CONF_DIR
 from sign_ctc.extraction.discover import ExtractInputError, discover, parse_shard
 from sign_ctc.extraction.run import extract, summary_name_for_shard
-from sign_ctc.extraction.worker import HolisticOptions, ModelUnavailableError
+from sign_ctc.extraction.tracker import HolisticOptions, TrackerSetupError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURES = 1
+
+
+def holistic_options(cfg: DictConfig) -> HolisticOptions:
+    """The extraction settings of a config (extract, predict, render share these keys)."""
+    return HolisticOptions(model_complexity=int(cfg.get("model_complexity", 1)),
+                           refine_face=bool(cfg.get("refine_face", False)),
+                           frames_fps=float(cfg.get("frames_fps", 25.0)),
+                           backend=str(cfg.get("backend") or "legacy"),
+                           model_asset=str(cfg.model_asset) if cfg.get("model_asset") else None)
 
 
 def run(cfg: DictConfig) -> int:
@@ -28,11 +37,10 @@ def run(cfg: DictConfig) -> int:
         k, n = parse_shard(cfg.shard)
         items = discover(cfg.get("input"), annotation=cfg.get("annotation"), split=cfg.get("split"),
                          frames_root=cfg.get("frames_root"))
-        options = HolisticOptions(model_complexity=int(cfg.model_complexity), refine_face=bool(cfg.refine_face),
-                                  frames_fps=float(cfg.frames_fps))
+        options = holistic_options(cfg)
         report = extract(items, cfg.output, options=options, workers=int(cfg.workers), shard=f"{k}/{n}",
                          summary=cfg.summary, progress=bool(cfg.progress))
-    except (ExtractInputError, ModelUnavailableError, FileNotFoundError, ValueError) as exc:
+    except (ExtractInputError, TrackerSetupError, FileNotFoundError, ValueError) as exc:
         print(f"extract: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     counts = report["counts"]

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.extraction.discover import WorkItem, parse_shard, select_shard
+from sign_ctc.extraction.tracker import HolisticOptions, backend_provenance, check_backend
 from sign_ctc.extraction.worker import (
-    HolisticOptions,
     SentenceResult,
-    check_model_available,
     close_worker,
     detection_rates,
     init_worker,
@@ -127,7 +126,7 @@ def extract(
     ``workers`` > 1 runs a spawn-started process pool (one Holistic per process); 1 runs in this
     process; 0 means one per CPU. Already finished outputs are skipped.
     """
-    check_model_available(options.model_complexity)
+    check_backend(options)
     k, n = parse_shard(shard)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +139,7 @@ def extract(
         "total": len(mine),
         "workers": workers,
         "options": asdict(options),
+        "extractor": backend_provenance(options),
         "interrupted": False,
     }
     results: dict[str, SentenceResult] = {}
