@@ -204,7 +204,7 @@ def warn_backend_mix(split: str, mix: str | None) -> None:
     differ, so the same signing gives different landmarks): see :mod:`sign_ctc.features.provenance`."""
     if mix:
         _log.warning("%s: landmark files come from different extraction backends (%s); re-extract them with "
-                     "one backend (sign-ctc-extract backend=...) so that train and test see the same landmarks",
+                     "one tracker (sign-ctc-extract tracker=...) so that train and test see the same landmarks",
                      split, mix)
 
 

@@ -316,34 +316,34 @@ def _fmt(v: tuple[int, ...]) -> str:
 
 def _missing_model_message(path: str | None) -> str:
     where = f"model file not found: {path}" if path else "no model file given"
-    return (f"backend=tasks: {where}. Set model_asset=<path to holistic_landmarker.task>; download the file "
+    return (f"tracker=tasks: {where}. Set model_asset=<path to holistic_landmarker.task>; download the file "
             f"(about 14 MB) from the MediaPipe Holistic landmarker model page: {TASKS_MODEL_PAGE}")
 
 
 def check_backend(options: HolisticOptions) -> None:
     """Fail fast, with one message that says what to do, where the chosen backend cannot run here."""
     if options.backend not in BACKENDS:
-        raise TrackerSetupError(f"backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+        raise TrackerSetupError(f"tracker must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
     installed = mediapipe_version()
     if installed is None:
-        raise TrackerSetupError("mediapipe is not installed: pip install mediapipe==0.10.21 (backend=legacy) "
-                                f"or mediapipe>={_fmt(TASKS_FIRST)} (backend=tasks)")
+        raise TrackerSetupError("mediapipe is not installed: pip install mediapipe==0.10.21 (tracker=legacy) "
+                                f"or mediapipe>={_fmt(TASKS_FIRST)} (tracker=tasks)")
     v = _version_tuple(installed)
     if options.backend == "legacy":
         if v >= LEGACY_LAST_EXCLUSIVE:
             raise TrackerSetupError(
-                f"backend=legacy needs mp.solutions.holistic, which mediapipe removed in "
-                f"{_fmt(LEGACY_LAST_EXCLUSIVE)} (installed: {installed}). Use backend=tasks "
+                f"tracker=legacy needs mp.solutions.holistic, which mediapipe removed in "
+                f"{_fmt(LEGACY_LAST_EXCLUSIVE)} (installed: {installed}). Use tracker=tasks "
                 f"model_asset=<holistic_landmarker.task>, or pip install mediapipe==0.10.21")
         check_model_available(options.model_complexity)
         return
     if v < TASKS_FIRST:
         raise TrackerSetupError(
-            f"backend=tasks needs mediapipe>={_fmt(TASKS_FIRST)} (installed: {installed}): before it, the "
+            f"tracker=tasks needs mediapipe>={_fmt(TASKS_FIRST)} (installed: {installed}): before it, the "
             f"Python HolisticLandmarker aborts the whole process on a frame where a hand is not detected "
             f"(google-ai-edge/mediapipe#5181), and 0.10.30-0.10.32 have none. pip install "
             f"'mediapipe>={_fmt(TASKS_FIRST)}' in a separate environment (see docs/EXTRACTION.md), or use "
-            f"backend=legacy")
+            f"tracker=legacy")
     path = Path(str(options.model_asset)) if options.model_asset else None
     if path is None or not path.is_file():
         raise TrackerSetupError(_missing_model_message(str(path) if path else None))
