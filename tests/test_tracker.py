@@ -128,6 +128,15 @@ def tiny_corpus(small_corpus, tmp_path):
     return Corpus(root)
 
 
+def _fake_task(path: Path) -> Path:
+    """A stand-in ``.task`` file: a zip archive (what a MediaPipe task bundle is) with no real model."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("not_a_model.tflite", b"the landmarker is faked in these tests")
+    return path
+
+
 def _frames_of(tracker, frames, fps=25.0):
     return [tracker.process(f, round(i * 1000 / fps)) for i, f in enumerate(frames)]
 
@@ -194,8 +203,7 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
     for i, frame in enumerate(rgb_frames, start=1):  # lossless: the frames read back exactly
         cv2.imwrite(str(src / f"images{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     extract(discover(src), tmp_path / "legacy", progress=False)
-    model = tmp_path / "holistic_landmarker.task"
-    model.write_bytes(b"not a real model: the landmarker is faked")
+    model = _fake_task(tmp_path / "holistic_landmarker.task")
     _patch_tasks(monkeypatch, rgb_frames, recorded["plain"])
     report = extract(discover(src), tmp_path / "tasks", options=HolisticOptions(backend="tasks", model_asset=str(model)),
                      progress=False)
@@ -214,8 +222,7 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
 
 
 def test_tasks_refused_on_the_aborting_mediapipe(monkeypatch, tmp_path):
-    model = tmp_path / "m.task"
-    model.write_bytes(b"x")
+    model = _fake_task(tmp_path / "m.task")
     monkeypatch.setattr(tracker_mod, "mediapipe_version", lambda: "0.10.21")
     with pytest.raises(TrackerSetupError, match=r"mediapipe>=0\.10\.33 \(installed: 0\.10\.21\).*#5181"):
         check_backend(HolisticOptions(backend="tasks", model_asset=str(model)))
@@ -231,6 +238,10 @@ def test_missing_model_file_names_the_path_and_where_to_get_it(monkeypatch, tmp_
     assert str(missing) in str(err.value) and tracker_mod.TASKS_MODEL_PAGE in str(err.value)
     with pytest.raises(TrackerSetupError, match="no model file given"):
         check_backend(HolisticOptions(backend="tasks"))
+    html = tmp_path / "holistic_landmarker.task"
+    html.write_text("<html>a download page saved instead of the model</html>")
+    with pytest.raises(TrackerSetupError, match=r"is not a MediaPipe \.task bundle \(not a zip archive\)"):
+        check_backend(HolisticOptions(backend="tasks", model_asset=str(html)))
 
 
 def test_legacy_refused_where_solutions_are_gone(monkeypatch):

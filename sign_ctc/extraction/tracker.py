@@ -347,6 +347,11 @@ def check_backend(options: HolisticOptions) -> None:
     path = Path(str(options.model_asset)) if options.model_asset else None
     if path is None or not path.is_file():
         raise TrackerSetupError(_missing_model_message(str(path) if path else None))
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # else every sentence fails alike in the landmarker ("Unable to open zip archive")
+        raise TrackerSetupError(f"tracker=tasks: model_asset {path} is not a MediaPipe .task bundle (not a zip archive); "
+                                f"download holistic_landmarker.task from {TASKS_MODEL_PAGE}")
 
 
 def backend_provenance(options: HolisticOptions) -> dict[str, Any]:
