@@ -30,6 +30,7 @@ from sign_ctc.extraction.tracker import (
     TrackerSetupError,
     check_backend,
 )
+from sign_ctc.features.pose_io import read_pose
 from sign_ctc.features.provenance import backend_mix, read_provenance, write_provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +211,12 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
     assert report["counts"]["extracted"] == 1 and report["extractor"]["backend"] == "tasks"
     legacy_file, tasks_file = tmp_path / "legacy" / "clip.pose", tmp_path / "tasks" / "clip.pose"
     assert tasks_file.read_bytes() == legacy_file.read_bytes()
+    # frame by frame (a live recognizer) the tracker gives what reading the file gives
+    live = TasksHolisticTracker(HolisticOptions(backend="tasks", model_asset=str(model)))
+    frames = [f.landmarks() for f in _frames_of(live, rgb_frames)]
+    lm = read_pose(tasks_file)
+    assert np.array_equal(np.stack([p for _, p in frames]), lm.presence)
+    np.testing.assert_allclose(np.stack([x for x, _ in frames]), lm.points, rtol=0, atol=2e-6)  # float32 px round trip
     import hashlib
 
     assert read_provenance(tasks_file) == {
