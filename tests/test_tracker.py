@@ -206,8 +206,8 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
     extract(discover(src), tmp_path / "legacy", progress=False)
     model = _fake_task(tmp_path / "holistic_landmarker.task")
     _patch_tasks(monkeypatch, rgb_frames, recorded["plain"])
-    report = extract(discover(src), tmp_path / "tasks", options=HolisticOptions(backend="tasks", model_asset=str(model)),
-                     progress=False)
+    options = HolisticOptions(backend="tasks", model_asset=str(model))
+    report = extract(discover(src), tmp_path / "tasks", options=options, progress=False)
     assert report["counts"]["extracted"] == 1 and report["extractor"]["backend"] == "tasks"
     legacy_file, tasks_file = tmp_path / "legacy" / "clip.pose", tmp_path / "tasks" / "clip.pose"
     assert tasks_file.read_bytes() == legacy_file.read_bytes()
@@ -224,8 +224,9 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
         "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
     from importlib.metadata import version
 
-    assert read_provenance(legacy_file) == {"backend": "legacy", "mediapipe": version("mediapipe"), "refine_face": False,
-                                            "model": "pose_landmark_full.tflite", "model_complexity": 1}
+    assert read_provenance(legacy_file) == {"backend": "legacy", "mediapipe": version("mediapipe"),
+                                            "refine_face": False, "model": "pose_landmark_full.tflite",
+                                            "model_complexity": 1}
 
 
 def test_tasks_refused_on_the_aborting_mediapipe(monkeypatch, tmp_path):
@@ -308,7 +309,8 @@ def test_pack_warns_when_a_split_mixes_backends(tiny_corpus, tmp_path, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sign_ctc.data.store"):
         store = pack(tiny_corpus, "train", tmp_path / "stores", force=True)
-    assert store.backend_mix == f"legacy: 4 file(s) ({', '.join(p.name for p in paths[1:4])}, ...); tasks: 1 file(s) ({paths[0].name})"
+    legacy_shown = ", ".join(p.name for p in paths[1:4])
+    assert store.backend_mix == f"legacy: 4 file(s) ({legacy_shown}, ...); tasks: 1 file(s) ({paths[0].name})"
     assert "train: landmark files come from different extraction backends (legacy: 4" in caplog.text
     manifest = json.loads((tmp_path / "stores" / "train" / MANIFEST_FILE).read_text())
     assert manifest["backend_mix"] == store.backend_mix

@@ -79,7 +79,8 @@ def merge_summaries(output_dir: str | os.PathLike, summary: str = "extract_summa
     frames = sum(s["frames"] for s in done)
     rates = {p: round(sum(s["detection_rate"].get(p, 0.0) * s["frames"] for s in done) / frames, 6) if frames else 0.0
              for p in PARTS}
-    counts = {key: sum(r["counts"][key] for r in reports) for key in ("total", "extracted", "skipped", "failed", "not_run")}
+    keys = ("total", "extracted", "skipped", "failed", "not_run")
+    counts = {key: sum(r["counts"][key] for r in reports) for key in keys}
     extractors = {json.dumps(r.get("extractor"), sort_keys=True) for r in reports}
     extracted_frames = sum(r.get("extracted_frames", 0) for r in reports)
     busy = sum(r.get("wall_seconds", 0.0) for r in reports)

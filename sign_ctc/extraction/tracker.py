@@ -350,7 +350,8 @@ def check_backend(options: HolisticOptions) -> None:
     import zipfile
 
     if not zipfile.is_zipfile(path):  # else every sentence fails alike in the landmarker ("Unable to open zip archive")
-        raise TrackerSetupError(f"tracker=tasks: model_asset {path} is not a MediaPipe .task bundle (not a zip archive); "
+        raise TrackerSetupError(f"tracker=tasks: model_asset {path} is not a MediaPipe .task bundle "
+                                f"(not a zip archive); "
                                 f"download holistic_landmarker.task from {TASKS_MODEL_PAGE}")
 
 
