@@ -227,6 +227,10 @@ def test_tasks_extraction_writes_the_same_pose_file_and_records_the_backend(tmp_
     assert read_provenance(legacy_file) == {"backend": "legacy", "mediapipe": version("mediapipe"),
                                             "refine_face": False, "model": "pose_landmark_full.tflite",
                                             "model_complexity": 1}
+    # the legacy folder rerun with tracker=tasks: its file is redone (not kept as "finished"), then kept
+    assert extract(discover(src), tmp_path / "legacy", options=options, progress=False)["counts"]["extracted"] == 1
+    assert read_provenance(legacy_file)["backend"] == "tasks" and legacy_file.read_bytes() == tasks_file.read_bytes()
+    assert extract(discover(src), tmp_path / "legacy", options=options, progress=False)["counts"]["skipped"] == 1
 
 
 def test_tasks_refused_on_the_aborting_mediapipe(monkeypatch, tmp_path):
