@@ -50,6 +50,11 @@ RUNS: dict[str, list[str]] = {
         "sign-ctc-extract input=/data/PHOENIX-2014-T split=train output=/data/ph14t_lm workers=2",
         "sign-ctc-extract input=/data/CSL-Daily split=train output=/data/csl_lm workers=2",
     ],
+    "extract_shards": [
+        "sign-ctc-extract -m input=/data/PHOENIX-2014-T split=train output=/data/ph14t_lm shard=0/4,1/4,2/4,3/4 "
+        "hydra/launcher=submitit_local",
+        "sign-ctc-extract output=/data/ph14t_lm merge=true",
+    ],
     "eval": [
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
         "python eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt split=dev decoding=beam decoding.beam_width=10",
@@ -341,6 +346,33 @@ def test_extract_reads_each_release_layout(tmp_path: Path) -> None:
         written = sorted((tmp_path / out / "train").glob("*.pose"))
         assert [p.stem for p in written] == ids
         assert all(len(read_pose(p)) == len(frames) for p in written)
+
+
+@pytest.mark.slow
+def test_extract_shards_over_a_launcher_and_merge(tmp_path: Path) -> None:
+    """Four shards as four submitit_local jobs over a PHOENIX-2014-T root of four sentences; the last
+    merges the summaries; ``merge=true`` merges them again on demand."""
+    import cv2
+
+    frames = [cv2.imread(str(p)) for p in sorted(PHOENIX_FRAMES.glob("*.png"))]
+    ph_t = tmp_path / "PHOENIX-2014-T"
+    (ph_t / "annotations" / "manual").mkdir(parents=True)
+    ids = [f"t_{k}" for k in range(4)]
+    (ph_t / "annotations" / "manual" / "PHOENIX-2014-T.train.corpus.csv").write_text(
+        "name|video|start|end|speaker|orth|translation\n"
+        + "".join(f"{i}|{i}/1/*.png|-1|-1|Signer01|REGEN|es regnet .\n" for i in ids))
+    for i in ids:
+        frame_folder(ph_t / "features" / "fullFrame-210x260px" / "train" / i, frames)
+    out = tmp_path / "ph14t_lm"
+    shell = Shell(tmp_path, {"/data/PHOENIX-2014-T": ph_t, "/data/ph14t_lm": out})
+    shell.run("extract_shards", 0)
+    assert sorted(p.stem for p in (out / "train").glob("*.pose")) == ids
+    merged = json.loads((out / "extract_summary.json").read_text())
+    assert merged["shards"] == "4 of 4" and merged["counts"]["extracted"] == 4 and merged["frames"] == 4 * len(frames)
+    (out / "extract_summary.json").unlink()
+    shell.run("extract_shards", 1)
+    again = json.loads((out / "extract_summary.json").read_text())
+    assert again["counts"] == merged["counts"] and again["sentences"] == merged["sentences"]
 
 
 @pytest.mark.slow

@@ -45,6 +45,8 @@ def _report(split: str, store: LandmarkStore) -> None:
         print(f"pack: {split}: {len(store.skipped)} bad sample(s) left out (skip_bad_files=true):")
         for b in store.skipped:
             print(f"  {b.file}: {b.reason} (sample {b.id})")
+    if store.backend_mix:
+        print(f"pack: {split}: WARNING: files from different extraction backends: {store.backend_mix}")
     if store.nonfinite:
         print(f"pack: {split}: {len(store.nonfinite)} file(s) with non-finite coordinates, read as missing points:")
         for c in store.nonfinite:

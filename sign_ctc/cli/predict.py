@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,13 @@ def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
         return [(Path(cfg.pose).stem, read_pose(cfg.pose))]
     if not cfg.get("video"):
         raise ValueError("give video=<file | folder of videos | frame folder> or pose=<file.pose>")
+    from sign_ctc.cli.extract import holistic_options
     from sign_ctc.extraction.discover import discover
-    from sign_ctc.extraction.worker import HolisticOptions, check_model_available, extract_pose
+    from sign_ctc.extraction.tracker import check_backend
+    from sign_ctc.extraction.worker import extract_pose
 
-    check_model_available(int(cfg.model_complexity))
-    options = HolisticOptions(model_complexity=int(cfg.model_complexity), refine_face=bool(cfg.refine_face))
+    options = holistic_options(cfg)
+    check_backend(options)
     out = []
     for item in discover(cfg.video):
         pose, _ = extract_pose(item, options)
@@ -84,7 +87,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from sign_ctc.extraction.tracker import TrackerSetupError
+
+    try:
+        run(cfg)
+    except TrackerSetupError as exc:  # the extractor cannot run here: one line saying why, no traceback
+        print(f"predict: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ frames and seconds); ``still=<k>`` adds frame k of the video as ``<id>_frame<k>.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="render")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from sign_ctc.extraction.tracker import TrackerSetupError
+
+    try:
+        run(cfg)
+    except TrackerSetupError as exc:  # video=: the extractor cannot run here; one line saying why
+        print(f"render: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

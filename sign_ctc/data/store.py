@@ -62,6 +62,7 @@ import numpy as np
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.data.corpus import Corpus, Sentence
 from sign_ctc.features.layout import LAYOUT_VERSION, NUM_POINTS, PARTS
+from sign_ctc.features.provenance import backend_mix
 
 _log = logging.getLogger(__name__)
 
@@ -217,6 +218,15 @@ def warn_nonfinite(split: str, counts: Sequence[dict[str, Any]]) -> None:
                  split, len(counts), listed, more)
 
 
+def warn_backend_mix(split: str, mix: str | None) -> None:
+    """One warning when a split's files were made by different extraction backends (their models
+    differ, so the same signing gives different landmarks): see :mod:`sign_ctc.features.provenance`."""
+    if mix:
+        _log.warning("%s: landmark files come from different extraction backends (%s); re-extract them with "
+                     "one tracker (sign-ctc-extract tracker=...) so that train and test see the same landmarks",
+                     split, mix)
+
+
 def scan_sources(corpus: Corpus, split: str, skip_bad_files: bool = False,
                  reader: Callable[[Path], tuple] | None = None) -> tuple[dict[str, int], list[BadSample]]:
     """The store's one-pass check without a store (``data.store=false``): frame counts and bad samples.
@@ -228,14 +238,17 @@ def scan_sources(corpus: Corpus, split: str, skip_bad_files: bool = False,
     frames: dict[str, int] = {}
     bad: list[BadSample] = []
     nonfinite: list[dict[str, Any]] = []
+    read_ok: list[Path] = []
     for item in read_sources(corpus, split, sentences, reader):
         if item.problem:
             bad.append(BadSample(item.sentence.id, str(item.path), item.problem))
             continue
         frames[item.sentence.id] = len(item.points)
+        read_ok.append(item.path)
         if item.nonfinite:
             nonfinite.append({"id": item.sentence.id, "file": str(item.path), "points": item.nonfinite})
     warn_nonfinite(split, nonfinite)
+    warn_backend_mix(split, backend_mix(read_ok))
     if bad and (not skip_bad_files or len(bad) == len(sentences)):
         raise BadFilesError(split, bad, len(sentences), skipping=skip_bad_files)
     return frames, bad
@@ -393,6 +406,8 @@ class LandmarkStore:
         # Samples left out by skip_bad_files, and files whose non-finite points were read as missing.
         self.skipped: list[BadSample] = [BadSample(**b) for b in self.manifest.get("skipped", [])]
         self.nonfinite: list[dict[str, Any]] = list(self.manifest.get("nonfinite_points", []))
+        # Extraction backends of the packed files when they were more than one (else None).
+        self.backend_mix: str | None = self.manifest.get("backend_mix")
         expect = {POINTS_FILE: self.total_frames * FRAME_POINT_BYTES,
                   PRESENCE_FILE: self.total_frames * FRAME_PRESENCE_BYTES}
         for name, size in expect.items():
@@ -499,6 +514,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
         store = LandmarkStore(final)
         # Unchanged sources are as bad as when they were packed (with skip_bad_files): say so again.
         report = _record_bad(root, split, store.skipped, len(sentences), sources, skip_bad_files)
+        warn_backend_mix(split, store.backend_mix)
         if store.skipped:
             if not skip_bad_files:
                 raise BadFilesError(split, store.skipped, len(sentences), report)
@@ -511,6 +527,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
     try:
         offsets, lengths = [], []
         packed: list[Sentence] = []
+        packed_paths: list[Path] = []
         bad: list[BadSample] = []
         nonfinite: list[dict[str, Any]] = []
         skeletons: dict[str, list[str]] = {}  # skeleton read -> files
@@ -533,6 +550,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
                     fp_points.write(item.points.tobytes())
                     fp_presence.write(item.presence.tobytes())
                     packed.append(item.sentence)
+                    packed_paths.append(item.path)
                     offsets.append(total)
                     lengths.append(len(item.points))
                     total += len(item.points)
@@ -548,6 +566,8 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
                 bar.stop()
         warn_nonfinite(split, nonfinite)
         warn_mixed_skeletons(split, skeletons)
+        mix = backend_mix(packed_paths)
+        warn_backend_mix(split, mix)
         report = _record_bad(root, split, bad, len(sentences), sources, skip_bad_files)
         if bad and (not skip_bad_files or not packed):
             raise BadFilesError(split, bad, len(sentences), report, skipping=skip_bad_files)
@@ -557,7 +577,7 @@ def pack(corpus: Corpus, split: str, root: str | os.PathLike, *, progress: bool 
         manifest = {
             "version": STORE_VERSION, "layout": LAYOUT_VERSION, "fingerprint": fp, "split": split,
             "sentences": len(packed), "total_frames": total,
-            "skipped": [b.as_dict() for b in bad], "nonfinite_points": nonfinite,
+            "skipped": [b.as_dict() for b in bad], "nonfinite_points": nonfinite, "backend_mix": mix,
             "skeletons": {name: len(files) for name, files in sorted(skeletons.items())},
             "points": {"file": POINTS_FILE, "dtype": POINT_DTYPE.str, "shape": [total, NUM_POINTS, 3]},
             "presence": {"file": PRESENCE_FILE, "dtype": "|b1", "shape": [total, len(PARTS)], "parts": list(PARTS)},

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.extraction.discover import WorkItem, parse_shard, select_shard
+from sign_ctc.extraction.tracker import HolisticOptions, backend_provenance, check_backend
 from sign_ctc.extraction.worker import (
-    HolisticOptions,
     SentenceResult,
-    check_model_available,
     close_worker,
     detection_rates,
     init_worker,
@@ -32,15 +31,28 @@ from sign_ctc.extraction.worker import (
 )
 from sign_ctc.features.layout import PARTS
 from sign_ctc.features.pose_io import read_pose
+from sign_ctc.features.provenance import read_provenance
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
 
-def _finished(item: WorkItem, output_dir: Path) -> SentenceResult | None:
-    """A skipped result when the output exists and reads back, else None (redo it)."""
+# What must match for a finished file to be kept (a mediapipe patch release alone does not redo a corpus).
+SAME_EXTRACTOR = ("backend", "model", "model_sha256", "model_complexity", "refine_face")
+
+
+def _finished(item: WorkItem, output_dir: Path, extractor: dict[str, Any] | None = None) -> SentenceResult | None:
+    """A skipped result when the output exists and reads back, else None (redo it).
+
+    A file whose sidecar records another extractor (``tracker``, model, ``refine_face``) is redone:
+    rerunning a folder with other settings must not leave it a silent mix. Files without a sidecar
+    (older runs, other tools) are kept.
+    """
     out = output_dir / item.output
     if not out.is_file():
+        return None
+    recorded = read_provenance(out)
+    if extractor and recorded and any(recorded.get(k) != extractor.get(k) for k in SAME_EXTRACTOR):
         return None
     try:
         lm = read_pose(out)
@@ -127,7 +139,7 @@ def extract(
     ``workers`` > 1 runs a spawn-started process pool (one Holistic per process); 1 runs in this
     process; 0 means one per CPU. Already finished outputs are skipped.
     """
-    check_model_available(options.model_complexity)
+    check_backend(options)
     k, n = parse_shard(shard)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,13 +152,14 @@ def extract(
         "total": len(mine),
         "workers": workers,
         "options": asdict(options),
+        "extractor": backend_provenance(options),
         "interrupted": False,
     }
     results: dict[str, SentenceResult] = {}
     todo: list[WorkItem] = []
     for item in mine:
         _remove_stale_temps(item, out_dir)
-        done = _finished(item, out_dir)
+        done = _finished(item, out_dir, meta["extractor"])
         if done is None:
             todo.append(item)
         else:
