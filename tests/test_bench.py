@@ -131,3 +131,28 @@ def test_bench_gpu_smoke_runs_every_path_on_the_cpu(tiny_phoenix, tmp_path, monk
     assert result["bf16_vs_fp32"]["relative_diff_pct"] >= 0 and result["compiled_vs_eager"]["backend"] == "eager"
     assert [f["name"] for f in result["figures"]][:2] == ["teacher epoch at PHOENIX-2014 scale",
                                                          "input waiting, share of step time"]
+
+
+@pytest.mark.slow
+def test_bench_live_smoke_measures_every_part(tmp_path, monkeypatch, cache_dir, small_corpus):
+    """bench_live.py --smoke with a small untrained student: per-frame costs, the sliding-window ratio,
+    both paced live runs and a one-minute stream, written as live_smoke.json."""
+    import bench_live
+
+    from tests.helpers import SMALL_CORPUS, compose_cfg
+    from tests.test_export import write_tiny_checkpoint
+
+    cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model=student", "model.net.blank_bias=-1"],
+                      tmp_path / "run", cache_dir)
+    ckpt = write_tiny_checkpoint(cfg, tmp_path / "run" / "best.ckpt")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_live.py", "--smoke", "--ckpt", str(ckpt)])
+    bench_live.main()
+    result = json.loads((tmp_path / "live_smoke.json").read_text())
+    assert result["video_frames"] == 58 and result["lookahead_frames"] == 6
+    assert result["sliding_window_over_ours"] > 1.0
+    for key in ("live_at_25fps", "live_at_video_fps"):
+        r = result[key]
+        assert r["frames"] == 58 and r["processed"] + r["dropped"] == 58 and r["realtime_factor"] > 0.8
+    stream = result["endless_stream"]
+    assert stream["minutes"] >= 1.0 and stream["frames"] >= 1500 and stream["realtime_factor"] > 0

@@ -69,6 +69,9 @@ RUNS: dict[str, list[str]] = {
     "predict": [
         "sign-ctc-predict video=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
     ],
+    "live": [
+        "sign-ctc-live source=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
+    ],
     "export": [
         "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=onnx",
         "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=torchscript",
@@ -443,6 +446,39 @@ def test_export_commands(shell: Shell, cache_dir: Path) -> None:
         proc = shell.run(key, index, **{"<run>": run.name})
         (lines[key],) = [ln for ln in proc.stdout.splitlines() if ln.startswith("signer_58f\t")]
     assert lines["export"] == lines["predict"] and lines["export"].split("\t")[1].split()
+
+
+@pytest.mark.slow
+def test_live_command_gives_predicts_glosses(shell: Shell, cache_dir: Path) -> None:
+    """The README's live command on the real video, every frame processed: its final glosses equal
+    sign-ctc-predict's on the same video and checkpoint, with times in live.ctm; then paced at the
+    video's rate (realtime=true) it reports its drops in live.json. The checkpoint is a small untrained
+    student (blank bias -1, so it emits glosses): streaming needs no trained model."""
+    from tests.helpers import SMALL_CORPUS, compose_cfg
+    from tests.test_export import write_tiny_checkpoint
+
+    run = shell.cwd / "outputs" / "train" / "runs" / "live_student"
+    cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model=student", "model.net.blank_bias=-1"], run,
+                      cache_dir)
+    write_tiny_checkpoint(cfg, run / "checkpoints" / "best.ckpt")
+    proc, live_run = shell.run_new("live", 0, kind="live/runs", **{"<run>": run.name})
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("signer_58f\t")]
+    predicted = shell.run("predict", 0, **{"<run>": run.name})
+    (expected,) = [ln for ln in predicted.stdout.splitlines() if ln.startswith("signer_58f\t")]
+    assert line == expected and line.split("\t")[1].split()
+    result = json.loads((live_run / "live.json").read_text())
+    assert result["frames"] == result["processed"] == 58 and result["dropped"] == 0 and result["detected"]
+    ctm = (live_run / "live.ctm").read_text().splitlines()
+    assert [c.split()[4] for c in ctm] == line.split("\t")[1].split()
+    assert all(0 <= float(c.split()[2]) and float(c.split()[3]) > 0 for c in ctm)
+    assert float(ctm[-1].split()[2]) + float(ctm[-1].split()[3]) <= 58 / result["fps"] + 1e-3
+    paced = subprocess.run([*shell.fill(RUNS["live"][0], **{"<run>": run.name}), "realtime=true"], cwd=shell.cwd,
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert paced.returncode == 0, paced.stderr[-3000:]
+    latest = max((shell.cwd / "outputs" / "live" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    result = json.loads((latest / "live.json").read_text())
+    assert result["frames"] == 58 and result["processed"] + result["dropped"] == 58
+    assert result["wall_s"] >= 0.9 * 58 / result["fps"]  # paced at the video's rate, not faster
 
 
 @pytest.mark.slow

@@ -25,8 +25,8 @@ from tests.helpers import DATA, REAL
 
 TOLERANCE = 1e-5
 WIDTHS = {"pose": 64, "hands": 128, "face": 64, "temporal": 64}
-REAL_FILES = sorted(DATA.glob("*.pose")) + [REAL / n for n in ("signer_holistic_97f.pose", "signer_refined_face_18f.pose",
-                                                               "signer_refined_face_5f.pose")]
+# Every real file of tests/data (Holistic, reduced Holistic, OpenPose, hands only) and of ../shared/data/real.
+REAL_FILES = sorted(DATA.glob("*.pose")) + sorted(REAL.glob("*.pose"))
 
 
 def student_module(seed: int = 0, modalities=("pose", "hands", "face"), sharpen: float = 1.0, **net_kwargs) -> CTCModule:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         run_one = partial(predict, model)
     results = []
     for sid, lm in landmarks_of(cfg):
-        glosses = run_one(lm)
-        results.append({"id": sid, "frames": len(lm), "glosses": " ".join(glosses)})
+        pause = float(cfg.get("pause_seconds") or 0)
+        glosses = run_one(lm, pause_frames=max(1, round(pause * lm.fps)) if pause else None)
+        detected = bool(lm.presence.any())
+        results.append({"id": sid, "frames": len(lm), "glosses": " ".join(glosses), "detected": detected})
         print(f"{sid}\t{' '.join(glosses)}")
+        if not detected:
+            print(f"predict: {sid}: nobody was detected in any of its {len(lm)} frames", file=sys.stderr)
     write_text_atomic(Path(cfg.paths.output_dir) / "predictions.json", json.dumps(results, indent=1) + "\n")
     return results
 

@@ -109,3 +109,12 @@ def push_through(stages: list[Stage], states: list[WindowState], x: torch.Tensor
                 y = tail if y is None else torch.cat([y, tail], dim=-1)
         new_states.append(state)
     return y, new_states
+
+
+def lookahead(stages: list[Stage]) -> int:
+    """Input frames past its own first input frame that a stack's output frame reads (each layer's right
+    reach, carried back through the strides)."""
+    need = 0
+    for window, _ in reversed(stages):
+        need = need * window.stride + (window.kernel - 1 - window.padding)
+    return need
