@@ -112,3 +112,69 @@ def test_normalizers_that_cannot_stream_say_why():
     assert "body_fallback" in Normalizer("global", body_fallback="sequence").streamable
     with pytest.raises(ValueError, match="body_per_frame"):
         Normalizer("none", body_per_frame=False).stream(torch.zeros(1, 1, 1629), torch.ones(1, 1, 4, dtype=torch.bool), None)
+
+
+SKELETON_FILES = ["signer_holistic_97f.pose", "signer_refined_face_18f.pose", "signer_reduced_holistic_97f.pose",
+                  "openpose_93f.pose", "right_hand_only_170f.pose"]
+
+
+def _batch(lm, cut_shoulders: bool = False):
+    presence = torch.from_numpy(lm.presence)[None]
+    feats = features_from_landmarks(torch.from_numpy(lm.points)[None], presence)
+    if cut_shoulders:
+        feats = _without(feats, LEFT_SHOULDER, RIGHT_SHOULDER)
+    return feats, presence
+
+
+@pytest.mark.parametrize("name", SKELETON_FILES)
+def test_every_skeleton_family_is_normalized_within_range(name):
+    """Each real skeleton family: finite features inside the clip range, and a body width of the
+    signer's size (never the 1e-3 floor that multiplied every coordinate by 1000)."""
+    lm = read_pose(REAL / name)
+    feats, presence = _batch(lm)
+    lengths = torch.tensor([feats.shape[1]])
+    _, width = body_frame(feats, presence, lengths, per_frame=True)
+    assert float(width.min()) > 0.02, name
+    out = Normalizer("none", body_relative=True)(feats, presence, lengths)
+    assert torch.isfinite(out).all() and float(out.abs().max()) <= 10.0
+
+
+def test_a_model_learns_on_shoulderless_and_reduced_skeletons():
+    """A tiny corpus of real files without shoulders (Holistic with them cut, pose-format's reduced
+    Holistic with them cut, OpenPose with them cut): the student's CTC loss goes down."""
+    from functools import partial
+
+    from sign_ctc.data.batch import Batch
+    from sign_ctc.models.ctc_module import CTCModule
+    from sign_ctc.models.student import CTCStudent
+
+    files = ["signer_holistic_97f.pose", "signer_reduced_holistic_97f.pose", "openpose_93f.pose"]
+    parts = [_batch(read_pose(REAL / n), cut_shoulders=True) for n in files]
+    T = max(f.shape[1] for f, _ in parts)
+    feats = torch.zeros(len(parts), T, parts[0][0].shape[-1])
+    presence = torch.zeros(len(parts), T, 4, dtype=torch.bool)
+    for i, (f, p) in enumerate(parts):
+        feats[i, : f.shape[1]], presence[i, : f.shape[1]] = f[0], p[0]
+    lengths = torch.tensor([f.shape[1] for f, _ in parts])
+    norm = Normalizer("global")
+    norm.fit([Batch.unlabelled(feats, presence, lengths)])
+    torch.manual_seed(0)
+    net = partial(CTCStudent, modality_widths={"pose": 32, "hands": 32, "face": 32, "temporal": 32}, fusion_dim=64,
+                  conv_channels=[64, 64], conv_strides=[2, 2], kernel_size=5, lstm_hidden=64, bidirectional=False,
+                  dropout=0.0)
+    module = CTCModule(net, norm, ["<blank>", "<unk>", "A", "B", "C"],
+                       optimizer=partial(torch.optim.AdamW, lr=3e-3), aux_ctc_weight=0.0)
+    module.log = lambda *a, **k: None
+    batch = Batch(features=feats, presence=presence, lengths=lengths, targets=torch.tensor([2, 3, 4, 3, 2, 2, 4]),
+                  target_lengths=torch.tensor([3, 2, 2]), ids=files)
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * losses[0]

@@ -120,7 +120,11 @@ def _forward_fill(values: torch.Tensor, ok: torch.Tensor, initial: torch.Tensor)
     """values [B, T, *] where ok [B, T], else the last ok value before (``initial`` [B, *] before any)."""
     B, T = ok.shape
     idx = torch.where(ok, torch.arange(T, device=ok.device)[None, :], torch.full_like(ok, -1, dtype=torch.long))
-    last = torch.cummax(idx, dim=1).values  # [B, T]
+    if _exporting():  # ONNX has no cummax: the running max as a max over the lower triangle ([B, T, T])
+        earlier = torch.ones(T, T, dtype=torch.bool, device=ok.device).tril()
+        last = torch.where(earlier[None], idx[:, None, :], torch.full_like(idx[:, None, :], -1)).amax(-1)
+    else:
+        last = torch.cummax(idx, dim=1).values  # [B, T]
     flat = values.reshape(B, T, -1)
     held = flat.gather(1, last.clamp_min(0)[..., None].expand(-1, -1, flat.shape[-1]))
     held = torch.where((last >= 0)[..., None], held, initial.reshape(B, 1, -1).to(flat.dtype))
