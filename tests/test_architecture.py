@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sign_ctc"
 # write-atomically helper. Of data/, a model holds the vocabulary (its output classes) and reads the
 # typed batch, as the callbacks do.
 ALLOWED: dict[str, set[str]] = {
+    "conf": set(),
     "features": {"atomic"},
     "extraction": {"atomic", "features", "data"},
     "data": {"atomic", "features"},
