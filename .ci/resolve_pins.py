@@ -80,6 +80,8 @@ def main() -> None:
                 print(f"Python {version}: the pinned set of pyproject.toml resolves with binary wheels only")
                 continue
             missing = [pin for pin in pins if dry_run([pin], "--no-deps").returncode]
+            if len(missing) == len(pins):
+                _fail(f"no pin resolves alone for Python {version}: is the package index reachable?", proc)
             failed.append(version)
             detail = f"no {version} wheel for {', '.join(missing)}" if missing else "their dependencies conflict"
             print(f"Python {version}: the pinned set does NOT resolve with binary wheels only: {detail}", file=sys.stderr)

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {"atomic", "features", "decoding", "models"},
     "callbacks": {"atomic", "features", "data.batch", "decoding", "models", "viz"},
     "run": {"atomic", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
-    "cli": {"atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz"},
+    "cli": {"api", "atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz"},
 }
 # Third-party imports a package may not make at all (scoring runs where torch is not installed).
 FORBIDDEN: dict[str, set[str]] = {"scoring": {"torch", "lightning", "hydra", "numpy"}}
@@ -72,6 +72,17 @@ def test_imports_follow_the_flow(path: Path) -> None:
         assert root not in FORBIDDEN.get(package, set()), f"{path.relative_to(PACKAGE)} imports {module}"
         if top:
             assert root not in LAZY_ONLY, f"{path.relative_to(PACKAGE)} imports {module} at module level (keep it lazy)"
+
+
+def test_api_imports_follow_the_flow() -> None:
+    """sign_ctc/api.py (the Recognizer) sits beside cli/: it may use the packages prediction needs, not cli or run."""
+    allowed = {"atomic", "features", "extraction", "data", "decoding", "models"}
+    for module, top in _imports(PACKAGE / "api.py"):
+        root, _, rest = module.partition(".")
+        if root == "sign_ctc" and rest:
+            assert rest.split(".")[0] in allowed, f"api.py imports {module}: it may import only {sorted(allowed)}"
+        if top:
+            assert root not in LAZY_ONLY, f"api.py imports {module} at module level (keep it lazy)"
 
 
 def test_scoring_loads_without_torch() -> None:

@@ -83,6 +83,17 @@ def _copy_package_source(dest: Path) -> None:
     shutil.copytree(ROOT / "sign_ctc", dest / "sign_ctc", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
+def _offline_build() -> list[str]:
+    """Build with this environment's setuptools when it can write wheels alone (>= 70.1: no `wheel` package),
+    so the test needs no index; else pip's isolated build fetches pyproject's build requirements."""
+    try:
+        import setuptools
+        from packaging.version import Version
+    except ImportError:
+        return []
+    return ["--no-build-isolation"] if Version(setuptools.__version__) >= Version("70.1") else []
+
+
 def _wheel_venv(tmp: Path) -> tuple[Path, Path]:
     """Build the wheel and install it into a new venv; returns (venv bin dir, the wheel).
 
@@ -93,7 +104,8 @@ def _wheel_venv(tmp: Path) -> tuple[Path, Path]:
     src = tmp / "src"
     _copy_package_source(src)
     wheels = tmp / "wheels"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(src)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *_offline_build(), "-w",
+                           str(wheels), str(src)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = wheels.glob("sign_ctc-*.whl")
@@ -154,3 +166,17 @@ def test_wheel_runs_from_an_empty_folder(tmp_path: Path) -> None:
     (result,) = json.loads((predict_run / "predictions.json").read_text())
     assert result["id"] == "signer_58f" and result["frames"] == 58
     assert f"signer_58f\t{result['glosses']}" in proc.stdout
+
+
+def test_ci_checks_every_declared_python() -> None:
+    """.ci/resolve_pins.py (a CI step: pip's binary-only dry run needs PyPI) checks the Pythons pyproject declares."""
+    import importlib.util
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("resolve_pins", ROOT / ".ci" / "resolve_pins.py")
+    resolve_pins = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(resolve_pins)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert resolve_pins.declared_versions(project) == ["3.11", "3.12"]
+    assert resolve_pins.declared_versions({"requires-python": ">=3.11,<3.14"}) == ["3.11", "3.12", "3.13"]
+    assert "resolve_pins.py" in (ROOT / ".ci" / "run").read_text().split("make test\n")[0]

@@ -10,25 +10,26 @@ TorchScript, :mod:`sign_ctc.models.export`) gets the same features, and its JSON
 with the decoding config as given (tuned values belong to a checkpoint). With ``decoding=beam``, the LM
 weight and word bonus tuned on dev by ``eval.py ... decoding.tune=true`` (``<ckpt stem>.decoding.json``
 beside the checkpoint) are used unless the command line sets them (:mod:`sign_ctc.decoding.tuning`).
+
+It prints one line per input (id, tab, glosses) and writes ``predictions.json`` in its run directory:
+per input its id, frame count, glosses and each gloss's start and end in seconds (the CTC forced
+alignment). The work is :class:`sign_ctc.api.Recognizer`'s, the Python API.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from sign_ctc.api import Recognizer, read_inputs
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.cli import CONF_DIR
-from sign_ctc.decoding.tuning import with_tuned_values
 from sign_ctc.features.landmarks import Landmarks
-from sign_ctc.models.checkpoint import load_module
-from sign_ctc.models.inference import predict, predict_exported
 from sign_ctc.run.backend import apply_backend
 
 log = logging.getLogger(__name__)
@@ -36,22 +37,8 @@ log = logging.getLogger(__name__)
 
 def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
     """The inputs' landmarks: read from `pose=` or extracted from `video=` with MediaPipe."""
-    from sign_ctc.features.pose_io import landmarks_from_pose, read_pose
-
-    if cfg.get("pose"):
-        return [(Path(cfg.pose).stem, read_pose(cfg.pose))]
-    if not cfg.get("video"):
-        raise ValueError("give video=<file | folder of videos | frame folder> or pose=<file.pose>")
-    from sign_ctc.extraction.discover import discover
-    from sign_ctc.extraction.worker import HolisticOptions, check_model_available, extract_pose
-
-    check_model_available(int(cfg.model_complexity))
-    options = HolisticOptions(model_complexity=int(cfg.model_complexity), refine_face=bool(cfg.refine_face))
-    out = []
-    for item in discover(cfg.video):
-        pose, _ = extract_pose(item, options)
-        out.append((item.id, landmarks_from_pose(pose, source=item.sources[0])))
-    return out
+    return read_inputs(cfg.get("video") or None, cfg.get("pose") or None, int(cfg.model_complexity),
+                       bool(cfg.refine_face))
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -61,23 +48,16 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
         raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
+    extraction = {"model_complexity": int(cfg.model_complexity), "refine_face": bool(cfg.refine_face)}
     if cfg.get("model_path"):
-        from sign_ctc.models.export import ExportedModel
-
-        exported = ExportedModel(cfg.model_path)
-        factory = hydra.utils.instantiate(decoding) if decoding else None
-        decoder = factory(vocab_tokens=exported.vocab.tokens) if factory else None
-        run_one = partial(predict_exported, exported, decoder=decoder)
+        recognizer = Recognizer.from_exported(cfg.model_path, decoding, **extraction)
     else:
-        decoding, _ = with_tuned_values(decoding, cfg.ckpt_path)
-        factory = hydra.utils.instantiate(decoding) if decoding else None
-        model = load_module(cfg.ckpt_path, test_decoder=factory)
-        run_one = partial(predict, model)
+        recognizer = Recognizer.from_checkpoint(cfg.ckpt_path, decoding, **extraction)
     results = []
     for sid, lm in landmarks_of(cfg):
-        glosses = run_one(lm)
-        results.append({"id": sid, "frames": len(lm), "glosses": " ".join(glosses)})
-        print(f"{sid}\t{' '.join(glosses)}")
+        prediction = recognizer.predict_landmarks(lm, id=sid)
+        results.append(prediction.to_dict())
+        print(f"{sid}\t{' '.join(prediction.glosses)}")
     write_text_atomic(Path(cfg.paths.output_dir) / "predictions.json", json.dumps(results, indent=1) + "\n")
     return results
 

@@ -1,12 +1,12 @@
 """One sequence of landmarks through a model: features as in training, forward, decode.
 
-Used by ``sign-ctc-predict``, ``sign-ctc-render`` and eval.py's pictures, for a checkpoint
-(:class:`~sign_ctc.models.ctc_module.CTCModule`) or an exported model
+Used by :class:`sign_ctc.api.Recognizer` (``sign-ctc-predict``), ``sign-ctc-render`` and eval.py's pictures,
+for a checkpoint (:class:`~sign_ctc.models.ctc_module.CTCModule`) or an exported model
 (:class:`~sign_ctc.models.export.ExportedModel`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -16,9 +16,6 @@ from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.models.ctc_module import CTCModule
-
-if TYPE_CHECKING:
-    from sign_ctc.models.export import ExportedModel
 
 
 @torch.no_grad()
@@ -42,17 +39,3 @@ def decode(log_probs: torch.Tensor, out_lengths: torch.Tensor, decoder: Any, voc
     if decoder is not None:
         return vocab.decode(decoder.decode(log_probs, out_lengths)[0])
     return vocab.decode(greedy_decode(log_probs, out_lengths, vocab.blank_id)[0])
-
-
-@torch.no_grad()
-def predict(model: CTCModule, lm: Landmarks) -> list[str]:
-    """Gloss sequence of one sequence of landmarks."""
-    log_probs, out_lengths = forward_landmarks(model, lm)
-    return decode(log_probs, out_lengths, model.test_decoder, model.vocab)
-
-
-def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None) -> list[str]:
-    """Gloss sequence of one sequence of landmarks with an exported model (same features)."""
-    feats, presence, _ = model_inputs(lm, model.missing)
-    log_probs, out_lengths = model(feats, presence)
-    return decode(log_probs, out_lengths, decoder, model.vocab)
