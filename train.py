@@ -3,7 +3,7 @@
     python train.py                                   # I3D teacher on the embedded synthetic corpus
     python train.py model=i3d data=mediapipe_full data.root=/path/to/corpus
     python train.py -m model.optimizer.lr=3e-4,1e-3   # a Hydra sweep (each job: own dir, own W&B run)
-    python train.py hparams_search=optuna             # Optuna TPE search (conf/hparams_search/optuna.yaml)
+    python train.py hparams_search=optuna             # Optuna TPE search (sign_ctc/conf/hparams_search/optuna.yaml)
 
 Resume: a run directory holds run.json (its overrides and W&B run id), checkpoints/last.ckpt
 (written every epoch, and on SIGTERM / Ctrl+C) and, once finished, metrics.json. Re-run the same

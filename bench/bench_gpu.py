@@ -3,7 +3,7 @@
     python bench/bench_gpu.py                 # on a CUDA GPU: 200 timed steps per run, a few minutes
     python bench/bench_gpu.py --smoke         # 3 steps per run on the CPU: the whole path works (make test)
 
-Every run is the real Lightning loop on the default teacher (conf/model/i3d.yaml, global
+Every run is the real Lightning loop on the default teacher (sign_ctc/conf/model/i3d.yaml, global
 body-relative normalization fitted once) with the real loaders: the float16 landmark store of the
 PHOENIX-scale benchmark corpus (real PHOENIX-2014 sentences and frame counts, synthetic landmarks),
 ``data.num_workers=auto``, pinned memory on CUDA, features derived on the device after the transfer.
@@ -79,7 +79,7 @@ def make_model(args: argparse.Namespace, vocab: list[str], normalizer: Normalize
     import hydra
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "model" / "i3d.yaml")
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "sign_ctc" / "conf" / "model" / "i3d.yaml")
     cfg.scheduler = None  # a few hundred steps: an epoch schedule would depend on the corpus fraction
     cfg.compile_net = compile_net
     pl.seed_everything(args.seed, verbose=False)
@@ -141,7 +141,7 @@ def main() -> None:
     add_corpus_args(parser)
     parser.add_argument("--steps", type=int, default=200, help="timed steps per run (after --warmup)")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=8, help="default: conf/data/phoenix2014.yaml's 8")
+    parser.add_argument("--batch-size", type=int, default=8, help="default: sign_ctc/conf/data/phoenix2014.yaml's 8")
     parser.add_argument("--workers", default="auto", help="loader workers (default: auto, as data.num_workers)")
     parser.add_argument("--pad-to", type=int, default=64, help="data.pad_to_multiple of the compiled run")
     parser.add_argument("--runs", nargs="+", default=["fp32", "bf16", "bf16_compiled"],

@@ -115,7 +115,7 @@ def end_to_end(ckpt: Path, fps: float | None, out: Path) -> dict[str, Any]:
     """sign-ctc-live (in process) on the video, paced: its live.json."""
     import json
 
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -125,7 +125,7 @@ def end_to_end(ckpt: Path, fps: float | None, out: Path) -> dict[str, Any]:
     GlobalHydra.instance().clear()
     overrides = [f"source={VIDEO}", f"ckpt_path={ckpt}", "realtime=true", f"paths.output_dir={out}",
                  f"paths.log_dir={out}", "tentative=true"] + ([f"fps={fps}"] if fps else [])
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="live", return_hydra_config=True, overrides=overrides)
         HydraConfig().set_config(cfg)
     with open_dict(cfg):
@@ -142,7 +142,7 @@ def long_stream(module: Any, minutes: float, fps: float = 25.0) -> dict[str, Any
 
     from sign_ctc.data.datamodule import SignDataModule  # noqa: F401  (the data config's target)
     from sign_ctc.features.landmarks import Landmarks
-    from sign_ctc.models.inference import predict
+    from sign_ctc.api import Recognizer
     from sign_ctc.scoring.wer import wer
     from sign_ctc.streaming.recognizer import StreamingRecognizer
 
@@ -161,7 +161,8 @@ def long_stream(module: Any, minutes: float, fps: float = 25.0) -> dict[str, Any
         sentences.append((Landmarks(points=points, presence=presence, fps=fps), dataset.sentences[i].glosses))
     # Sentence by sentence (offline, the same decoding rules).
     refs = [g for _, g in sentences]
-    hyps = [predict(module, lm) for lm, _ in sentences]
+    offline = Recognizer.from_module(module, pause_seconds=None)
+    hyps = [offline.predict_landmarks(lm).glosses for lm, _ in sentences]
     sentence_wer = wer(refs, hyps)
     rest = round(REST_SECONDS * fps)
     rec = StreamingRecognizer(module, fps=fps, pause_frames=round(1.0 * fps), tentative=False)

@@ -26,12 +26,12 @@ COMMAND = ["train.py", "debug=overfit", "logger=none", "test=false"]
 def prepare() -> None:
     """Build the default synthetic corpus and its train store as train.py would (same config)."""
     import hydra
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf import open_dict
 
     from sign_ctc.data.store import open_store
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["debug=overfit", f"paths.root_dir={REPO}"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(REPO / ".cache")

@@ -7,7 +7,7 @@ in the loader workers (the design before 2026-11-27), the naive seed form (one f
 `.npy` per sample, per-sample tensors + ``collate``) and reading the `.pose` files directly. Then
 what the device does per batch (feature derivation + the Normalizer, global statistics,
 body-relative: the default config; here on the CPU) and the consumption rate of the model: an I3D
-teacher training step (default ``conf/model/i3d.yaml``, derivation included) on the same batches.
+teacher training step (default ``sign_ctc/conf/model/i3d.yaml``, derivation included) on the same batches.
 
     python bench/bench_pipeline.py [--annotations DIR] [--fraction 0.05] [--batches 16] [--steps 4] [--rounds 2]
 """
@@ -122,7 +122,7 @@ def step_rate(dm: SignDataModule, normalizer: Normalizer, steps: int) -> dict:
 
     from sign_ctc.models.ctc_module import CTCModule
 
-    cfg = OmegaConf.load(REPO / "conf" / "model" / "i3d.yaml")
+    cfg = OmegaConf.load(REPO / "sign_ctc" / "conf" / "model" / "i3d.yaml")
     cfg.scheduler = None
     model: CTCModule = hydra.utils.instantiate(cfg, normalizer=normalizer, vocab=dm.vocab.tokens)
     model.train()
@@ -161,7 +161,7 @@ def main() -> None:
     add_corpus_args(parser)
     parser.add_argument("--batches", type=int, default=16, help="timed batches per pipeline (after 1 warm-up)")
     parser.add_argument("--steps", type=int, default=4, help="timed training steps (after 1 warm-up)")
-    parser.add_argument("--batch-size", type=int, default=8, help="default: conf/data/phoenix2014.yaml's 8")
+    parser.add_argument("--batch-size", type=int, default=8, help="default: sign_ctc/conf/data/phoenix2014.yaml's 8")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()

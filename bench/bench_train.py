@@ -1,7 +1,7 @@
 """Benchmark training: our Lightning loop vs a bare PyTorch loop, oneDNN on/off, and peak memory.
 
 Lightning vs bare, paired step by step. One Lightning run of the real training setup
-(``conf/train.yaml`` composed: ``trainer/default``, the callbacks of ``callbacks/default`` that act
+(``sign_ctc/conf/train.yaml`` composed: ``trainer/default``, the callbacks of ``callbacks/default`` that act
 during training steps, the CSV logger) trains the I3D teacher on the store-backed train loader
 (2 workers). After each of its steps a callback runs one step of a bare PyTorch loop: its own copy
 of the same model and optimizer, the same gradient clipping, and its own loader over the same
@@ -56,10 +56,10 @@ from sign_ctc.run.instantiate import instantiate_group  # noqa: E402
 
 
 def compose_train_config() -> Any:
-    """conf/train.yaml as train.py sees it, with the CSV logger; each run gets its own output dir."""
-    from hydra import compose, initialize_config_dir
+    """sign_ctc/conf/train.yaml as train.py sees it, with the CSV logger; each run gets its own output dir."""
+    from hydra import compose, initialize_config_module
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         return compose(config_name="train", overrides=[f"paths.root_dir={REPO}", f"paths.log_dir={CACHE}",
                                                        f"paths.output_dir={CACHE}", "logger=csv"])
 

@@ -88,11 +88,11 @@ def machine(command: list[str] | None = None) -> dict[str, Any]:
 
 
 def apply_default_backend() -> dict[str, Any]:
-    """The torch backend train.py uses by default (``conf/backend/default.yaml``); returns its settings."""
+    """The torch backend train.py uses by default (``sign_ctc/conf/backend/default.yaml``); returns its settings."""
     import hydra
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(REPO / "conf" / "backend" / "default.yaml")
+    cfg = OmegaConf.load(REPO / "sign_ctc" / "conf" / "backend" / "default.yaml")
     hydra.utils.instantiate(cfg).apply()
     return {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"}
 

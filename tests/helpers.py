@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "sign_ctc" / "conf"
 DATA = Path(__file__).resolve().parent / "data"
 # Real signers' files and small real corpora, beside the checkout (../shared/data; CI lays a copy there too).
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -26,9 +26,9 @@ SMALL_CORPUS = ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=
 
 
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, cache: Path) -> DictConfig:
-    """Compose the real config from conf/ as Hydra would for a run, with test paths."""
+    """Compose the real config (pkg://sign_ctc.conf) as Hydra would for a run, with test paths."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name=config_name, return_hydra_config=True, overrides=[
             f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", f"paths.cache_dir={cache}",
             *overrides,

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sign_ctc"
 # write-atomically helper. Of data/, a model holds the vocabulary (its output classes) and reads the
 # typed batch, as the callbacks do.
 ALLOWED: dict[str, set[str]] = {
+    "conf": set(),
     "features": {"atomic"},
     "extraction": {"atomic", "features", "data"},
     "data": {"atomic", "features"},
@@ -23,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "callbacks": {"atomic", "features", "data.batch", "decoding", "models", "viz"},
     "run": {"atomic", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
     "streaming": {"atomic", "features", "decoding", "models"},
-    "cli": {"atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
+    "cli": {"api", "atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
             "streaming"},
 }
 # Third-party imports a package may not make at all (scoring runs where torch is not installed).
@@ -73,6 +74,17 @@ def test_imports_follow_the_flow(path: Path) -> None:
         assert root not in FORBIDDEN.get(package, set()), f"{path.relative_to(PACKAGE)} imports {module}"
         if top:
             assert root not in LAZY_ONLY, f"{path.relative_to(PACKAGE)} imports {module} at module level (keep it lazy)"
+
+
+def test_api_imports_follow_the_flow() -> None:
+    """sign_ctc/api.py (the Recognizer) sits beside cli/: it may use the packages prediction needs, not cli or run."""
+    allowed = {"atomic", "features", "extraction", "data", "decoding", "models"}
+    for module, top in _imports(PACKAGE / "api.py"):
+        root, _, rest = module.partition(".")
+        if root == "sign_ctc" and rest:
+            assert rest.split(".")[0] in allowed, f"api.py imports {module}: it may import only {sorted(allowed)}"
+        if top:
+            assert root not in LAZY_ONLY, f"api.py imports {module} at module level (keep it lazy)"
 
 
 def test_scoring_loads_without_torch() -> None:

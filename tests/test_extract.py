@@ -290,7 +290,7 @@ def test_cli_bad_input_exits_nonzero_with_message(tmp_path) -> None:
 
 
 def test_cli_run_with_composed_config(tmp_path) -> None:
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from sign_ctc.cli.extract import run
@@ -298,7 +298,7 @@ def test_cli_run_with_composed_config(tmp_path) -> None:
     GlobalHydra.instance().clear()  # other tests may leave Hydra initialized
     frames = tmp_path / PHOENIX_ID
     shutil.copytree(need(PHOENIX_FRAMES), frames)
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose("extract", overrides=[f"input={frames}", f"output={tmp_path / 'out'}", "progress=false",
                                             "shard=0/1"])
         assert run(cfg) == 0

@@ -40,7 +40,7 @@ def test_settings_a_recipe_predates_get_the_values_it_was_trained_with() -> None
            "decoding": {"_target_": "sign_ctc.decoding.BeamSearchDecoder", "beam_width": 10}}
     new = upgrade_targets(old)
     assert new["model"]["_target_"] == "sign_ctc.models.ctc_module.CTCModule"
-    assert new["model"]["aux_ctc_weight"] == 0.0  # the class default before it followed conf/model/i3d.yaml
+    assert new["model"]["aux_ctc_weight"] == 0.0  # the class default before it followed sign_ctc/conf/model/i3d.yaml
     assert new["model"]["net"] == {"_target_": "sign_ctc.models.i3d.I3DTeacher", "_partial_": True, "dropout": 0.1,
                                    "aux_ctc": False, "residual": False}
     assert new["normalization"] == {"_target_": "sign_ctc.models.normalization.Normalizer", "mode": "global",

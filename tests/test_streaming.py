@@ -17,7 +17,8 @@ from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.pose_io import read_pose
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.models.i3d import I3DTeacher
-from sign_ctc.models.inference import forward_landmarks, predict, segments
+from sign_ctc.api import Recognizer
+from sign_ctc.models.inference import forward_landmarks, segments
 from sign_ctc.models.normalization import Normalizer
 from sign_ctc.models.student import CTCStudent
 from sign_ctc.streaming.recognizer import NotStreamableError, StreamingRecognizer
@@ -50,6 +51,12 @@ def student_module(seed: int = 0, modalities=("pose", "hands", "face"), sharpen:
         module.net.classifier.weight.mul_(sharpen)
     module.recipe = {"features": {"missing": "zero"}}
     return module.eval()
+
+
+def predict(module: CTCModule, lm: Landmarks, pause_frames: int | None = None) -> list[str]:
+    """sign-ctc-predict's glosses (the Python API) with a pause of ``pause_frames`` at 25 fps."""
+    pause = None if pause_frames is None else pause_frames / 25.0
+    return Recognizer.from_module(module, pause_seconds=pause).predict_landmarks(lm).glosses
 
 
 def chunks(T: int, size: int | str, rng: random.Random) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from tests.helpers import CONF, ROOT, SMALL_CORPUS
@@ -78,7 +78,7 @@ def test_multirun_jobs_get_own_dirs_wandb_runs_and_one_group(basic_sweep, capsys
 
 def test_default_run_and_sweep_dirs_never_collide():
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True)
     assert "%f" in cfg.hydra.run._get_node("dir")._value() and "%f" in cfg.hydra.sweep._get_node("dir")._value()
     assert cfg.hydra.sweep._get_node("subdir")._value() == "${hydra.job.num}"
@@ -101,7 +101,7 @@ def test_summary_lists_incomplete_jobs_last(tmp_path):
 
 def test_slurm_launcher_config_composes():
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True,
                       overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4"])
     launcher = cfg.hydra.launcher
@@ -112,7 +112,7 @@ def test_slurm_launcher_config_composes():
 
 def test_optuna_config_composes():
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True, overrides=["hparams_search=optuna"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from tests.helpers import CONF, SMALL_CORPUS
@@ -23,7 +23,7 @@ def _options(group: str) -> list[str]:
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_config_group_option_composes(group, make_cfg):
     options = _options(group)
-    assert options, f"conf/{group} is empty"
+    assert options, f"sign_ctc/conf/{group} is empty"
     for option in options:
         key = group
         cfg = make_cfg(f"{key}={option}" if group != "hydra" else f"hydra={option}")
@@ -33,7 +33,7 @@ def test_every_config_group_option_composes(group, make_cfg):
 
 def test_every_group_folder_is_checked():
     # figure_style: a group of eval.py and sign_ctc.cli.render, not of train.py (tests/test_figures.py)
-    assert {d.name for d in CONF.iterdir() if d.is_dir()} == set(GROUPS) | {"figure_style"}
+    assert {d.name for d in CONF.iterdir() if d.is_dir() and d.name != "__pycache__"} == set(GROUPS) | {"figure_style"}
 
 
 def test_required_groups_have_their_options():
@@ -46,7 +46,7 @@ def test_required_groups_have_their_options():
 
 def test_default_config_is_synthetic_i3d_offline_wandb():
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
         cfg = compose(config_name="train")
     assert cfg.data.corpus._target_.endswith("SyntheticCorpus")
     assert cfg.model.net._target_.endswith("I3DTeacher")
@@ -101,7 +101,7 @@ def test_every_debug_option_runs_train(option, make_cfg, small_corpus, tmp_path,
     """`debug=<option>` composes AND trains on the small corpus (debug=limit used to crash in fit)."""
     from sign_ctc.run.train import train
 
-    assert option in DEBUG_RUNS, f"conf/debug/{option}.yaml has no run in this test: add what it must show"
+    assert option in DEBUG_RUNS, f"sign_ctc/conf/debug/{option}.yaml has no run in this test: add what it must show"
     calls = _Calls(monkeypatch)
     cfg = make_cfg(f"debug={option}", "logger=none", "callbacks.rich_progress_bar=null", *SMALL_CORPUS,
                    *DEBUG_RUNS[option])

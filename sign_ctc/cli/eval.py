@@ -1,7 +1,7 @@
 """``sign-ctc-eval ckpt_path=... [split=test] [decoding=beam] ...``: evaluate a checkpoint (``python eval.py`` is the same command).
 
 The evaluation is :func:`sign_ctc.run.evaluate.evaluate`; this module gives it the project's Hydra
-config (``conf/eval.yaml``) and returns the WER sweepers minimize.
+config (``sign_ctc/conf/eval.yaml``) and returns the WER sweepers minimize.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ TorchScript, :mod:`sign_ctc.models.export`) gets the same features, and its JSON
 with the decoding config as given (tuned values belong to a checkpoint). With ``decoding=beam``, the LM
 weight and word bonus tuned on dev by ``eval.py ... decoding.tune=true`` (``<ckpt stem>.decoding.json``
 beside the checkpoint) are used unless the command line sets them (:mod:`sign_ctc.decoding.tuning`).
+
+It prints one line per input (id, tab, glosses) and writes ``predictions.json`` in its run directory:
+per input its id, frame count, glosses and each gloss's start and end in seconds (the CTC forced
+alignment). The work is :class:`sign_ctc.api.Recognizer`'s, the Python API.
 """
 
 from __future__ import annotations
@@ -17,20 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import sys
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from sign_ctc.api import Recognizer, read_inputs
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.cli import CONF_DIR
-from sign_ctc.decoding.tuning import with_tuned_values
 from sign_ctc.features.landmarks import Landmarks
-from sign_ctc.models.checkpoint import load_module
-from sign_ctc.models.inference import predict, predict_exported
 from sign_ctc.run.backend import apply_backend
 
 log = logging.getLogger(__name__)
@@ -38,24 +38,8 @@ log = logging.getLogger(__name__)
 
 def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
     """The inputs' landmarks: read from `pose=` or extracted from `video=` with MediaPipe."""
-    from sign_ctc.features.pose_io import landmarks_from_pose, read_pose
-
-    if cfg.get("pose"):
-        return [(Path(cfg.pose).stem, read_pose(cfg.pose))]
-    if not cfg.get("video"):
-        raise ValueError("give video=<file | folder of videos | frame folder> or pose=<file.pose>")
-    from sign_ctc.cli.extract import holistic_options
-    from sign_ctc.extraction.discover import discover
-    from sign_ctc.extraction.tracker import check_backend
-    from sign_ctc.extraction.worker import extract_pose
-
-    options = holistic_options(cfg)
-    check_backend(options)
-    out = []
-    for item in discover(cfg.video):
-        pose, _ = extract_pose(item, options)
-        out.append((item.id, landmarks_from_pose(pose, source=item.sources[0])))
-    return out
+    return read_inputs(cfg.get("video") or None, cfg.get("pose") or None, int(cfg.model_complexity),
+                       bool(cfg.refine_face), str(cfg.get("tracker") or "legacy"), cfg.get("model_asset") or None)
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -65,26 +49,19 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
         raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
+    extraction = {"model_complexity": int(cfg.model_complexity), "refine_face": bool(cfg.refine_face),
+                  "tracker": str(cfg.get("tracker") or "legacy"), "model_asset": cfg.get("model_asset") or None,
+                  "pause_seconds": cfg.get("pause_seconds")}
     if cfg.get("model_path"):
-        from sign_ctc.models.export import ExportedModel
-
-        exported = ExportedModel(cfg.model_path)
-        factory = hydra.utils.instantiate(decoding) if decoding else None
-        decoder = factory(vocab_tokens=exported.vocab.tokens) if factory else None
-        run_one = partial(predict_exported, exported, decoder=decoder)
+        recognizer = Recognizer.from_exported(cfg.model_path, decoding, **extraction)
     else:
-        decoding, _ = with_tuned_values(decoding, cfg.ckpt_path)
-        factory = hydra.utils.instantiate(decoding) if decoding else None
-        model = load_module(cfg.ckpt_path, test_decoder=factory)
-        run_one = partial(predict, model)
+        recognizer = Recognizer.from_checkpoint(cfg.ckpt_path, decoding, **extraction)
     results = []
     for sid, lm in landmarks_of(cfg):
-        pause = float(cfg.get("pause_seconds") or 0)
-        glosses = run_one(lm, pause_frames=max(1, round(pause * lm.fps)) if pause else None)
-        detected = bool(lm.presence.any())
-        results.append({"id": sid, "frames": len(lm), "glosses": " ".join(glosses), "detected": detected})
-        print(f"{sid}\t{' '.join(glosses)}")
-        if not detected:
+        prediction = recognizer.predict_landmarks(lm, id=sid)
+        results.append(prediction.to_dict())
+        print(f"{sid}\t{' '.join(prediction.glosses)}")
+        if not prediction.detected:
             print(f"predict: {sid}: nobody was detected in any of its {len(lm)} frames", file=sys.stderr)
     write_text_atomic(Path(cfg.paths.output_dir) / "predictions.json", json.dumps(results, indent=1) + "\n")
     return results

@@ -1,7 +1,7 @@
 """``sign-ctc-train [group=option ...] [key=value ...]``: train a model (``python train.py`` is the same command).
 
 The run itself, top to bottom, is :func:`sign_ctc.run.train.train`; this module only gives it the
-project's Hydra config (``conf/train.yaml``) and returns the metric sweepers minimize.
+project's Hydra config (``sign_ctc/conf/train.yaml``) and returns the metric sweepers minimize.
 """
 
 from __future__ import annotations

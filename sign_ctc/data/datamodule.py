@@ -67,7 +67,7 @@ class SignDataModule(pl.LightningDataModule):
 
     ``augmentation``: a :class:`PoseAugmentation` applied to the raw landmarks of the training loader
     only (not dev/test, not :meth:`split_batches`), per (seed, epoch, sample id); None: no augmentation.
-    The keyword defaults are those of ``conf/data/mediapipe_full.yaml`` (``eval_batch_size=None``: the
+    The keyword defaults are those of ``sign_ctc/conf/data/mediapipe_full.yaml`` (``eval_batch_size=None``: the
     training ``batch_size``; ``num_workers="auto"``: see :func:`resolve_workers`).
     """
 

@@ -9,7 +9,7 @@ body size, position, speed, signing-space size and dominant hand; dev and test s
 train. Real faults are added: jitter, hands undetected in bursts (mostly when resting), and frames
 where nothing is detected.
 
-A harder corpus comes from the same generator (``conf/data/synthetic_hard.yaml``): a larger
+A harder corpus comes from the same generator (``sign_ctc/conf/data/synthetic_hard.yaml``): a larger
 lexicon (``lexicon_size``), longer sentences (``min_glosses``/``max_glosses``), more signers and
 more detection noise (``detection_noise`` scales jitter and lost hands and frames).
 

@@ -159,7 +159,7 @@ class I3DTeacher(nn.Module):
     convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank.
     ``residual``: each Inception block adds its input to the first channels of its output (a
     parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
-    at first. The defaults are conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
+    at first. The defaults are sign_ctc/conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
     ``residual`` were on gets them off from :data:`sign_ctc.models.checkpoint.LEGACY_DEFAULTS`."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,

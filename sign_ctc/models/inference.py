@@ -1,12 +1,12 @@
 """One sequence of landmarks through a model: features as in training, forward, decode.
 
-Used by ``sign-ctc-predict``, ``sign-ctc-render`` and eval.py's pictures, for a checkpoint
-(:class:`~sign_ctc.models.ctc_module.CTCModule`) or an exported model
+Used by :class:`sign_ctc.api.Recognizer` (``sign-ctc-predict``), ``sign-ctc-render`` and eval.py's pictures,
+for a checkpoint (:class:`~sign_ctc.models.ctc_module.CTCModule`) or an exported model
 (:class:`~sign_ctc.models.export.ExportedModel`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -18,9 +18,6 @@ from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pauses import pause_segments
 from sign_ctc.models.ctc_module import CTCModule
-
-if TYPE_CHECKING:
-    from sign_ctc.models.export import ExportedModel
 
 
 @torch.no_grad()
@@ -62,26 +59,3 @@ def without_idle(log_probs: torch.Tensor, out_lengths: torch.Tensor, presence: t
     idle = idle_output_frames(torch.as_tensor(presence), stride, log_probs.shape[1])
     idle[n:] = False
     return blank_idle(log_probs[0], idle, blank)[None]
-
-
-@torch.no_grad()
-def predict(model: CTCModule, lm: Landmarks, pause_frames: int | None = None) -> list[str]:
-    """Gloss sequence of one sequence of landmarks: segment by segment (``pause_frames``: see
-    :func:`segments`; None: whole), nothing where nobody is in view."""
-    out: list[str] = []
-    for seg in segments(lm, pause_frames):
-        log_probs, out_lengths = forward_landmarks(model, seg)
-        log_probs = without_idle(log_probs, out_lengths, seg.presence, model.net.total_stride, model.vocab.blank_id)
-        out += decode(log_probs, out_lengths, model.test_decoder, model.vocab)
-    return out
-
-
-def predict_exported(model: ExportedModel, lm: Landmarks, decoder: Any = None, pause_frames: int | None = None) -> list[str]:
-    """Gloss sequence of one sequence of landmarks with an exported model (same features, same rules)."""
-    out: list[str] = []
-    for seg in segments(lm, pause_frames):
-        feats, presence, _ = model_inputs(seg, model.missing)
-        log_probs, out_lengths = model(feats, presence)
-        log_probs = without_idle(log_probs, out_lengths, seg.presence, model.total_stride, model.vocab.blank_id)
-        out += decode(log_probs, out_lengths, decoder, model.vocab)
-    return out

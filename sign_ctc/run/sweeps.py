@@ -1,4 +1,4 @@
-"""The Optuna sweeper's SQLite storage and sampler (conf/hparams_search/optuna.yaml), resumable."""
+"""The Optuna sweeper's SQLite storage and sampler (sign_ctc/conf/hparams_search/optuna.yaml), resumable."""
 
 from __future__ import annotations
 

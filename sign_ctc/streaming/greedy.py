@@ -9,21 +9,9 @@ committed glosses equal :func:`sign_ctc.decoding.decoders.greedy_decode` of the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class TimedGloss:
-    """A gloss and the time span of its frames on the CTC best path, in seconds from the stream's start."""
-
-    gloss: str
-    start: float
-    end: float
-
-    def as_dict(self) -> dict[str, float | str]:
-        return {"gloss": self.gloss, "start": round(self.start, 3), "end": round(self.end, 3)}
+from sign_ctc.decoding.timed import TimedGloss
 
 
 class GreedyStream:

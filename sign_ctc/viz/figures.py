@@ -55,7 +55,7 @@ _FRAMING_POSE = np.arange(0, 25)
 
 @dataclass
 class FigureStyle:
-    """Sizes and formats of the pictures (conf/figure_style)."""
+    """Sizes and formats of the pictures (sign_ctc/conf/figure_style)."""
 
     width: int = 480  # video width, px (even: mp4 encoders need it)
     skeleton_height: int = 360  # px above the gloss tracks
