@@ -23,11 +23,15 @@ def test_epochs_for_gives_the_floor_of_steps():
         epochs_for(10, 1200, 0)
 
 
-def test_the_default_corpus_keeps_its_epochs(make_cfg):
+def test_the_default_corpus_keeps_its_epochs(make_cfg, monkeypatch):
     """make train's time: the default corpus's epochs already give the step floor (no extra epoch)."""
+    monkeypatch.delenv("SIGN_CTC_MIN_STEPS")  # the suite's 0 (conftest): here the shipped default
     cfg = make_cfg()
+    assert int(cfg.schedule.min_steps) == 1200
     steps = -(-int(cfg.data.corpus.train) // int(cfg.data.batch_size))
-    assert steps == 150 and epochs_for(cfg.schedule.epochs, cfg.schedule.min_steps, steps) == cfg.trainer.max_epochs == 10
+    assert steps == 150 and epochs_for(cfg.schedule.epochs, int(cfg.schedule.min_steps), steps) == cfg.trainer.max_epochs == 10
+    monkeypatch.setenv("SIGN_CTC_MIN_STEPS", "300")
+    assert int(make_cfg().schedule.min_steps) == 300
 
 
 def test_small_corpus_gets_more_epochs_and_the_cosine_follows(make_cfg, small_corpus):
