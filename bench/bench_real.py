@@ -233,7 +233,8 @@ def write_doc(path: Path, results: dict[str, Any]) -> None:
     """Replace the table between the bench_real markers of ``path`` (the rest of the page is prose)."""
     from sign_ctc.atomic import write_text_atomic
 
-    block = "\n".join([MARK_BEGIN, f"Written by `{results['command']}` ({results['date']}).", "", table(results),
+    commands = ", ".join(f"`{c}`" for c in results.get("commands", []))
+    block = "\n".join([MARK_BEGIN, f"Written by {commands} (last {results['date']}).", "", table(results),
                        "", "Best constant answers on test: " + "; ".join(
                            f"{c}: {v['best']['test_wer']:.2f}% (`{v['best']['answer']}`, the best of the test "
                            f"sentences), {v['best_from_train']['test_wer']:.2f}% (the best training sentence)"
@@ -276,20 +277,26 @@ def main() -> None:
     out = OUT.with_name("bench_real_quick") if args.quick else OUT
     info = common.machine()
     models = [m for m in MODELS if m in args.models]  # the teacher before the student it teaches
+    done: list[dict[str, Any]] = []
+    constant: dict[str, Any] = {}
     for corpus in args.corpora:
         for model in models:
             for seed in args.seeds:
                 entry = run_one(corpus, model, seed, args, out)
-                results["runs"] = [e for e in results["runs"]
-                                   if (e["corpus"], e["model"], e["seed"]) != (corpus, model, seed)] + [entry]
+                done.append(entry)
                 print(f"  {corpus} {model} seed {seed}: dev WER {entry['dev']['wer']}% test WER {entry['test']['wer']}% "
                       f"(del {entry['test']['del']}%) per signer {entry['test_wer_per_signer']} "
                       f"({entry['train_seconds']} s, {entry['epochs']} epochs)", flush=True)
         run_dir = out / corpus / f"{models[0]}_s{args.seeds[0]}"
-        results.setdefault("constant", {})[corpus] = constant_answers(read_sentences(run_dir, "train"),
-                                                                      read_sentences(run_dir, "test"))
+        constant[corpus] = constant_answers(read_sentences(run_dir, "train"), read_sentences(run_dir, "test"))
+    # merged into the file as it is now: another invocation (other corpora or models) may have written it meanwhile
+    results = {**results, **(json.loads(results_path.read_text()) if results_path.exists() else {})}
+    results["constant"] = {**results.get("constant", {}), **constant}
+    ran = {(e["corpus"], e["model"], e["seed"]) for e in done}
+    results["runs"] = [e for e in results.get("runs", []) if (e["corpus"], e["model"], e["seed"]) not in ran] + done
     results["summary"] = summarize(results["runs"])
-    results["command"] = " ".join(Path(a).name if os.path.isabs(a) else a for a in info["command"].split())
+    command = " ".join(Path(a).name if os.path.isabs(a) else a for a in info["command"].split())
+    results["commands"] = sorted(set(results.get("commands", [])) | {command})
     results["date"] = info["date"]
     common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
     results = json.loads(results_path.read_text())

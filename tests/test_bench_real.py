@@ -44,7 +44,7 @@ def test_doc_table_is_replaced_between_its_markers(tmp_path):
                "train_seconds_mean": 12.0, "epochs_mean": 80}
     const = {"boston104": {"best": {"answer": "JOHN", "test_wer": 76.55}, "best_from_train": {"answer": "J", "test_wer": 79.0},
                            "most_common_train": {"answer": "J", "count": 3, "test_wer": 91.0}}}
-    results = {"summary": {"boston104/reference": summary}, "constant": const, "command": "python bench/bench_real.py",
+    results = {"summary": {"boston104/reference": summary}, "constant": const, "commands": ["python bench/bench_real.py"],
                "date": "2026-12-06"}
     for _ in range(2):  # idempotent
         bench_real.write_doc(doc, results)
