@@ -297,6 +297,7 @@ def main() -> None:
     results["summary"] = summarize(results["runs"])
     command = " ".join(Path(a).name if os.path.isabs(a) else a for a in info["command"].split())
     results["commands"] = sorted(set(results.get("commands", [])) | {command})
+    results.pop("command", None)  # (a single command, before the runs were merged)
     results["date"] = info["date"]
     common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
     results = json.loads(results_path.read_text())
