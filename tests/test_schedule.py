@@ -102,6 +102,10 @@ def test_early_stopping_waits_for_the_first_gloss_and_says_why(caplog):
     assert "did not improve in the last 3 records" in lines[0] and "80.000" in lines[0]
     never = _fit([100.0] * 20, PlateauAwareEarlyStopping(monitor="val/wer", mode="min", patience=3))
     assert never.current_epoch == 20 and not never.should_stop  # never left the plateau: runs to its end
+    # debug=overfit's rule: stop once the WER reaches 0 (a stopping threshold), plateau or not
+    threshold = _fit([100.0, 100.0, 50.0, 0.0, 0.0, 0.0], PlateauAwareEarlyStopping(
+        monitor="val/wer", mode="min", patience=1000, stopping_threshold=0.01))
+    assert threshold.current_epoch == 4 and threshold.should_stop
     cb = PlateauAwareEarlyStopping(monitor="val/wer", mode="min", patience=3)
     cb.load_state_dict({**PlateauAwareEarlyStopping(monitor="val/wer", patience=3).state_dict(), "left_plateau": True})
     assert cb.left_plateau  # resumed runs remember that they left the plateau
