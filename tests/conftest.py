@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,20 @@ from omegaconf import DictConfig
 from tests.helpers import compose_cfg
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_step_floor() -> Iterator[None]:
+    """The tests' tiny corpora (6 steps an epoch, 1 in the README's own-corpus run) would train the
+    schedule's 1200-step floor (conf/train.yaml `schedule.min_steps`): here, and in the commands the
+    tests start, it is 0, so every run trains its epochs as before. tests/test_schedule.py sets it."""
+    before = os.environ.get("SIGN_CTC_MIN_STEPS")
+    os.environ["SIGN_CTC_MIN_STEPS"] = "0"
+    yield
+    if before is None:
+        os.environ.pop("SIGN_CTC_MIN_STEPS", None)
+    else:
+        os.environ["SIGN_CTC_MIN_STEPS"] = before
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,8 @@ def layouts(tmp_path_factory, small_corpus) -> dict[str, list[str]]:
     release = {"phoenix2014": ("ph14", "ph14_lm"), "phoenix2014t": ("ph14t", "ph14t_lm"), "csl_daily": ("csl", "csl_lm")}
     out = {"mediapipe_full": [f"data.root={base / 'own'}"],
            "synthetic": ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12"],
-           "synthetic_hard": ["data.corpus.train=24", "data.corpus.dev=6", "data.corpus.test=6"]}
+           "synthetic_hard": ["data.corpus.train=24", "data.corpus.dev=6", "data.corpus.test=6"],
+           "synthetic_shift": ["data.corpus.train=24", "data.corpus.dev=6", "data.corpus.test=6"]}
     for name, (root, lm) in release.items():
         out[name] = [f"data.root={base / root}", f"data.landmarks_dir={base / lm}"]
     return out
@@ -173,6 +174,7 @@ def test_missing_data_root_is_a_clear_error(make_cfg) -> None:
 # a group are variants of these files (data/synthetic.yaml extends data/mediapipe_full.yaml; the
 # student changes the i3d recipe's aux loss, etc.) and may set other values.
 BASE_FILES = ["data/mediapipe_full.yaml", "data/synthetic.yaml:corpus", "model/i3d.yaml", "model/student.yaml:net",
+              "model/reference.yaml:net",
               "normalization/global.yaml", "augmentation/default.yaml", "distillation/frame_kl.yaml",
               "decoding/greedy.yaml", "decoding/beam.yaml", "figure_style/default.yaml",
               *(f"callbacks/{p.name}" for p in sorted((CONF / "callbacks").glob("*.yaml"))

@@ -18,7 +18,7 @@ from tests.helpers import CONF, DATA, SMALL_CORPUS, compose_cfg
 VIDEO = DATA / "signer_58f.mp4"
 LENGTHS = (17, 64, 150)
 ATOL = 1e-4
-MODELS = ["i3d"] + (["student"] if (CONF / "model" / "student.yaml").is_file() else [])
+MODELS = ["i3d", *(m for m in ("student", "reference") if (CONF / "model" / f"{m}.yaml").is_file())]
 
 
 def write_tiny_checkpoint(cfg: DictConfig, path: Path) -> Path:

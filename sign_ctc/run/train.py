@@ -25,6 +25,7 @@ from sign_ctc.run.build import build_datamodule, build_model
 from sign_ctc.run.instantiate import instantiate_group
 from sign_ctc.run.reports import format_result, result_summary, write_predictions, write_results
 from sign_ctc.run.run_state import completed_metrics, resolve_ckpt_path, start_run, write_metrics
+from sign_ctc.run.schedule import apply_schedule
 from sign_ctc.run.trainer_setup import best_metric, check_launch, flatten, trainer_fixes
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     if rank_zero_only.rank == 0:
         datamodule.vocab.save(output_dir / "vocab.json")
+    apply_schedule(cfg, datamodule)  # trainer.max_epochs with the step floor, before the model's cosine
     model = build_model(cfg, datamodule)
 
     # RNGState always: a resumed run continues the same random streams whichever callbacks are enabled.
