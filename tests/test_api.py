@@ -50,7 +50,7 @@ def test_checkpoint_prediction_is_timed_by_its_best_path(tiny_ckpt: Path) -> Non
     from sign_ctc.models.checkpoint import load_module
     from sign_ctc.models.inference import forward_landmarks
 
-    result = Recognizer.from_checkpoint(tiny_ckpt).predict(pose=POSE)
+    result = Recognizer.from_checkpoint(tiny_ckpt, pause_seconds=None).predict(pose=POSE)  # one sentence, as the forward below
     lm = read_pose(POSE)
     module = load_module(tiny_ckpt)
     log_probs, lengths = forward_landmarks(module, lm)

@@ -134,7 +134,7 @@ def test_every_skeleton_family_is_normalized_within_range(name):
     feats, presence = _batch(lm)
     lengths = torch.tensor([feats.shape[1]])
     _, width = body_frame(feats, presence, lengths, per_frame=True)
-    assert float(width.min()) > 0.02, name
+    assert float(width.min()) > 0.02, name  # hands only: the default frame (fitting refuses such a corpus)
     out = Normalizer("none", body_relative=True)(feats, presence, lengths)
     assert torch.isfinite(out).all() and float(out.abs().max()) <= 10.0
 
@@ -178,3 +178,23 @@ def test_a_model_learns_on_shoulderless_and_reduced_skeletons():
         losses.append(float(loss))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_skeleton_without_any_anchor_is_named_in_one_error():
+    """A hands-only file has nothing to centre on: fitting body-relative statistics names it."""
+    from sign_ctc.data.batch import Batch
+    from sign_ctc.models.normalization import NoBodyAnchorError
+
+    hands = read_pose(REAL / "right_hand_only_170f.pose")
+    holistic = read_pose(REAL / "signer_holistic_97f.pose")
+    parts = [_batch(hands), _batch(holistic)]
+    T = max(f.shape[1] for f, _ in parts)
+    feats = torch.zeros(2, T, parts[0][0].shape[-1])
+    presence = torch.zeros(2, T, 4, dtype=torch.bool)
+    for i, (f, p) in enumerate(parts):
+        feats[i, : f.shape[1]], presence[i, : f.shape[1]] = f[0], p[0]
+    batch = Batch(features=feats, presence=presence, lengths=torch.tensor([parts[0][0].shape[1], parts[1][0].shape[1]]),
+                  ids=["hands_only_clip", "holistic_clip"], target_lengths=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(NoBodyAnchorError, match=r"1 training sample\(s\).*: hands_only_clip\. Train"):
+        Normalizer("global").fit([batch])
+    Normalizer("global", body_relative=False).fit([batch])  # without the body frame it has no need of one

@@ -198,6 +198,20 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
     return torch.cat([centre_f, z], -1), width_f.clamp_min(MIN_WIDTH)
 
 
+class NoBodyAnchorError(ValueError):
+    """Sequences whose skeleton gives the body frame nothing to stand on; the message names them."""
+
+
+def without_anchor(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                   ids: list[str]) -> list[str]:
+    """The ids of sequences in which something was detected but no frame has a body anchor."""
+    _, _, found, nose_ok = frame_anchors(features, presence)
+    valid = time_mask(lengths, features.shape[1])
+    anchored = ((found | nose_ok) & valid).any(1)
+    detected = (presence.bool().any(-1) & valid).any(1)
+    return [ids[i] for i in torch.nonzero(detected & ~anchored).flatten().tolist()]
+
+
 def last_body_frame(features: torch.Tensor, presence: torch.Tensor, initial: BodyFrame) -> BodyFrame:
     """The body frame a stream carries after these frames [B, T, ..] (all valid): the last anchored
     centre and width, or ``initial`` where the frames hold none."""
@@ -386,8 +400,11 @@ class Normalizer(nn.Module):
         count = torch.zeros(FEATURE_DIM, dtype=torch.float64)
         ref: torch.Tensor | None = None
         frames = 0
+        anchorless: list[str] = []
         for batch in batches:
             feats, presence, lengths = batch.features, batch.presence, batch.lengths
+            if self.body_relative:
+                anchorless += without_anchor(feats, presence, lengths, batch.ids)
             x = self._relative(feats, presence, lengths, limit=True)
             groups = (group_presence(presence) & time_mask(lengths, x.shape[1])[..., None, None]).to(x.dtype)
             groups = groups.flatten(0, 1)  # [B*T, 4, 4]
@@ -414,6 +431,12 @@ class Normalizer(nn.Module):
                     total_sq[sl] += (wf * x[:, sl] * x[:, sl]).sum(0).double()
                     count[sl] += wf.sum(0).double()
             frames += int(lengths.sum())
+        if anchorless:
+            raise NoBodyAnchorError(
+                f"{len(anchorless)} training sample(s) have no body anchor in any frame (no shoulders, ears, eyes, face "
+                f"or nose: e.g. a hands-only skeleton), so normalization.body_relative=true cannot place them: "
+                f"{', '.join(anchorless[:10])}{' ...' if len(anchorless) > 10 else ''}. Train such a corpus with "
+                "normalization.body_relative=false, or extract a skeleton with the upper body")
         if frames == 0 or ref is None:
             raise ValueError("cannot fit global normalization statistics on an empty split")
         shifted_mean = total / count.clamp_min(1.0)
