@@ -192,9 +192,10 @@ def long_stream(module: Any, minutes: float, fps: float = 25.0) -> dict[str, Any
     seconds = frames / fps
     return {"minutes": round(seconds / 60, 2), "frames": frames, "passes_over_test": passes,
             "sentences": len(sentences), "segments": rec.segments,
-            "stream_wer": round(100 * stream_wer.wer, 2), "sentence_wer": round(100 * sentence_wer.wer, 2),
+            "stream_wer": round(stream_wer.wer, 2), "sentence_wer": round(sentence_wer.wer, 2),  # percent
             "stream_sdi": [stream_wer.substitutions, stream_wer.deletions, stream_wer.insertions],
             "rss_start_mb": round(start_rss, 1), "rss_growth_mb": round(max(rss) - rss[min(len(rss) - 1, 10)], 1),
+            "rss_growth_from_start_mb": round(max(rss) - start_rss, 1),
             "rss_end_mb": round(rss[-1], 1), "wall_s": round(wall, 1), "realtime_factor": round(wall / seconds, 3)}
 
 
