@@ -140,7 +140,6 @@ def long_stream(module: Any, minutes: float, fps: float = 25.0) -> dict[str, Any
     """The checkpoint's test sentences, joined with rests, repeated to ``minutes``, as one stream."""
     from omegaconf import OmegaConf
 
-    from sign_ctc.data.datamodule import SignDataModule  # noqa: F401  (the data config's target)
     from sign_ctc.features.landmarks import Landmarks
     from sign_ctc.api import Recognizer
     from sign_ctc.scoring.wer import wer

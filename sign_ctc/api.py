@@ -157,11 +157,8 @@ class Recognizer:
         and no gloss where nobody was detected (:mod:`sign_ctc.decoding.idle`)."""
         fps = float(lm.fps)
         pause = max(1, round(self.pause_seconds * fps)) if self.pause_seconds else None
-        hands = lm.presence[:, 1] | lm.presence[:, 2]
-        from sign_ctc.features.pauses import pause_segments
-
         spans: list[TimedGloss] = []
-        for (start, _), seg in zip(pause_segments(hands.tolist(), pause), segments(lm, pause)):
+        for start, seg in segments(lm, pause):
             log_probs, out_lengths = self._forward(seg)
             log_probs = without_idle(log_probs, out_lengths, torch.from_numpy(seg.presence), self.stride,
                                      self.vocab.blank_id)

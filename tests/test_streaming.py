@@ -193,7 +193,7 @@ def test_nobody_in_view_gives_no_gloss():
     got += rec.end().committed
     both = Landmarks(points=points, presence=presence, fps=25.0)
     assert rec.segments == 2 and len(segments(both, 25)) == 2
-    first, second = predict(module, segments(both, 25)[0]), predict(module, segments(both, 25)[1])
+    first, second = predict(module, segments(both, 25)[0][1]), predict(module, segments(both, 25)[1][1])
     h0 = int(np.flatnonzero(signer.presence[:, 1] | signer.presence[:, 2])[0])  # a pause ends at a hand
     again = Landmarks(points=signer.points[h0:], presence=signer.presence[h0:], fps=25.0)
     assert first and second == predict(module, again)  # after the pause: as the signer alone

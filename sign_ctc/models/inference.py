@@ -43,11 +43,11 @@ def decode(log_probs: torch.Tensor, out_lengths: torch.Tensor, decoder: Any, voc
     return vocab.decode(greedy_decode(log_probs, out_lengths, vocab.blank_id)[0])
 
 
-def segments(lm: Landmarks, pause_frames: int | None) -> list[Landmarks]:
-    """The sequence split at pauses (:mod:`sign_ctc.features.pauses`): the segments the live recognizer
-    recognizes one at a time, so that predict and live answer alike."""
+def segments(lm: Landmarks, pause_frames: int | None) -> list[tuple[int, Landmarks]]:
+    """The sequence split at pauses (:mod:`sign_ctc.features.pauses`), each segment with its first frame:
+    the segments the live recognizer recognizes one at a time, so that predict and live answer alike."""
     hands = lm.presence[:, 1] | lm.presence[:, 2]
-    return [Landmarks(points=lm.points[a:b], presence=lm.presence[a:b], fps=lm.fps)
+    return [(a, Landmarks(points=lm.points[a:b], presence=lm.presence[a:b], fps=lm.fps))
             for a, b in pause_segments(hands.tolist(), pause_frames)]
 
 

@@ -215,13 +215,12 @@ def without_anchor(features: torch.Tensor, presence: torch.Tensor, lengths: torc
 def last_body_frame(features: torch.Tensor, presence: torch.Tensor, initial: BodyFrame) -> BodyFrame:
     """The body frame a stream carries after these frames [B, T, ..] (all valid): the last anchored
     centre and width, or ``initial`` where the frames hold none."""
-    lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
     if features.shape[1] == 0:
         return initial
-    centre2, width, found, nose_ok = frame_anchors(features, presence)
-    scale = _forward_fill(width, found, initial[1])
-    centre, _ = body_frame(features, presence, lengths, per_frame=True, fallback="causal", initial=initial)
-    return centre[:, -1, :2], scale[:, -1]
+    lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+    # Causal widths are held anchor widths (each > MIN_WIDTH) or the initial one, so the floor never acts.
+    centre, width = body_frame(features, presence, lengths, per_frame=True, fallback="causal", initial=initial)
+    return centre[:, -1, :2], width[:, -1]
 
 
 def _exporting() -> bool:

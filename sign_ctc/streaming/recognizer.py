@@ -171,11 +171,14 @@ class StreamingRecognizer:
         with torch.no_grad():
             logits, _ = self.net.step(torch.zeros(1, 0, self.net.input_dim), torch.zeros(1, 0, 4, dtype=torch.bool),
                                       self.net_state, final=True)
-        log_probs = logits[0].float().log_softmax(-1)
         rows = torch.cat(self.seg_presence) if self.seg_presence else torch.zeros(0, 4, dtype=torch.bool)
-        log_probs = blank_idle(log_probs, idle_output_frames(rows[self.seg_out * self.stride - self._covered :],
-                                                             self.stride, log_probs.shape[0]), self.vocab.blank_id)
-        return self.decoder.pending() + self.decoder.peek(log_probs)
+        return self.decoder.pending() + self.decoder.peek(self._without_idle(logits[0].float().log_softmax(-1), rows))
+
+    def _without_idle(self, log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The next output frames' log-probs, certainly blank where nobody was in view in the segment's
+        presence ``rows`` they stand for (:mod:`sign_ctc.decoding.idle`)."""
+        rows = rows[self.seg_out * self.stride - self._covered :]
+        return blank_idle(log_probs, idle_output_frames(rows, self.stride, log_probs.shape[0]), self.vocab.blank_id)
 
     @property
     def segments(self) -> int:
@@ -193,8 +196,7 @@ class StreamingRecognizer:
         self.seg_presence.append(presence)
         log_probs = self._model(points, presence, final)
         rows = torch.cat(self.seg_presence)
-        idle = idle_output_frames(rows[self.seg_out * self.stride - self._covered :], self.stride, log_probs.shape[0])
-        decoded = blank_idle(log_probs, idle, self.vocab.blank_id)
+        decoded = self._without_idle(log_probs, rows)
         self.seg_out += log_probs.shape[0]
         drop = min(self.seg_out * self.stride - self._covered, rows.shape[0])  # rows no later output frame reads
         self.seg_presence = [rows[drop:]]
