@@ -1,6 +1,7 @@
 """The 6516-dim layout: named slices, the temporal definition, channel presence."""
 
 import numpy as np
+import pytest
 import torch
 
 from sign_ctc.features import layout as L
@@ -58,3 +59,19 @@ def test_features_from_landmarks_zero_where_absent():
     assert feats.shape == (10, 6516)
     assert torch.isfinite(feats).all()
     assert (feats[:, L.SLICES["right_hand"]] == 0).all()
+
+
+def test_leading_blocks_alone_equal_the_whole_layouts_leading_channels():
+    """A net that reads only the static block (the default student) gets exactly the whole layout's first
+    1629 channels without the temporal blocks being computed; any other width is refused."""
+    g = torch.Generator().manual_seed(3)
+    points = torch.rand(2, 23, L.NUM_POINTS, 3, generator=g)
+    presence = torch.rand(2, 23, 4, generator=g) > 0.3
+    whole = L.features_from_landmarks(points, presence)
+    for blocks in (1, 2, 4):
+        width = blocks * L.STATIC_DIM
+        part = L.features_from_landmarks(points, presence, width)
+        assert part.shape == (2, 23, width) and torch.equal(part, whole[..., :width])
+    for bad in (0, 100, L.FEATURE_DIM + L.STATIC_DIM):
+        with pytest.raises(ValueError, match="multiple of 1629"):
+            L.features_from_landmarks(points, presence, bad)

@@ -44,6 +44,25 @@ def test_a_slow_tracker_drops_frames_in_order_and_counts_them():
     assert wall >= 0.39  # 40 frames at 100 fps
 
 
+def test_a_backlog_absorbs_slow_frames_that_the_average_pace_makes_up():
+    """A tracker that takes 5 ms a frame with every fourth frame at 60 ms, on a 40 fps file (25 ms a
+    frame; 19 ms on average): with only the newest frame kept, each slow frame lets two frames arrive and
+    drops the older; with a backlog of 3 frames the average pace makes them up and nothing is dropped."""
+    def consume(backlog: int) -> tuple[Stats, list[int]]:
+        stats, order, tracked = Stats(), [], 0
+        for frame in frames_paced(FakeCapture(40), 40.0, False, stats, threading.Event(), backlog):
+            order.append(frame.index)
+            if frame.rgb is not None:
+                tracked += 1
+                time.sleep(0.060 if tracked % 4 == 0 else 0.005)
+        return stats, order
+
+    newest, order_newest = consume(1)
+    kept, order_kept = consume(3)
+    assert order_newest == order_kept == list(range(40))
+    assert newest.dropped >= 3 and kept.dropped == 0
+
+
 def test_a_fast_tracker_drops_nothing():
     stats = Stats()
     frames = list(frames_paced(FakeCapture(30), 200.0, False, stats, threading.Event()))

@@ -5,9 +5,11 @@
 
 Tracking (MediaPipe, ~40 ms a frame on one CPU core) and recognition overlap: the tracker runs in the
 main thread and hands each frame's landmarks to the recognizer's thread through a queue. With
-``realtime=true`` (always for a camera or URL) a reader thread delivers frames at the source's rate and
-keeps only the newest: a frame the tracker could not take in time is dropped, counted, and its place in
-the stream is taken by the last tracked landmarks, so times stay true. Written to the run folder:
+``realtime=true`` (always for a camera or URL) a reader thread delivers frames at the source's rate; up
+to ``backlog_seconds`` of them may wait for the tracker (MediaPipe's slow frames, ~44 ms at p95 against
+40 ms at 25 fps, are absorbed instead of dropped, at the price of that much latency at worst). Older
+frames beyond it are dropped, counted, and their places in the stream are taken by the last tracked
+landmarks, so times stay true. Written to the run folder:
 ``live.ctm`` (each gloss with its start and duration in seconds) and ``live.json`` (glosses, frames,
 drops, latencies); also after Ctrl+C, a camera that disappears or a stream that stalls.
 """
@@ -110,9 +112,12 @@ def frames_in_order(cap: Any, stats: Stats):
         index += 1
 
 
-def frames_paced(cap: Any, fps: float, live: bool, stats: Stats, stop: threading.Event):
-    """Frames at the source's rate, newest kept: frames the tracker did not take in time come out as
-    dropped (``rgb`` None), in order, so the stream keeps its timing."""
+def frames_paced(cap: Any, fps: float, live: bool, stats: Stats, stop: threading.Event, backlog: int = 1):
+    """Frames at the source's rate; the newest ``backlog`` frames waiting are kept: older frames the
+    tracker did not take in time come out as dropped (``rgb`` None), in order, so the stream keeps its
+    timing. ``backlog=1``: only the newest frame (lowest latency, most drops)."""
+    if backlog < 1:
+        raise ValueError(f"backlog must be at least 1 frame, got {backlog}")
     import cv2
 
     slot: list[Frame] = []
@@ -152,12 +157,13 @@ def frames_paced(cap: Any, fps: float, live: bool, stats: Stats, stop: threading
                 cond.wait(0.1)
             if not slot:
                 return
-            pending, slot[:] = list(slot), []
+            late, slot[:] = slot[:-backlog], slot[-backlog:]  # beyond the backlog: dropped
+            frame = slot.pop(0)  # the oldest frame kept, taken now
         last_seen = time.perf_counter()
-        for frame in pending[:-1]:  # not taken in time: dropped, their places kept
+        for old in late:  # not taken in time: dropped, their places kept
             stats.dropped += 1
-            yield Frame(frame.index, frame.arrival, None)
-        yield pending[-1]
+            yield Frame(old.index, old.arrival, None)
+        yield frame
 
 
 class RecognizerThread:
@@ -308,7 +314,9 @@ def run(cfg: DictConfig) -> int:
     window = LiveWindow() if cfg.show else None
     start = time.perf_counter()
     last = (np.zeros((543, 3), np.float32), np.zeros(4, bool))
-    frames = frames_paced(cap, fps, live, stats, stop) if (cfg.realtime or live) else frames_in_order(cap, stats)
+    backlog = max(1, round(float(cfg.backlog_seconds) * fps))
+    frames = (frames_paced(cap, fps, live, stats, stop, backlog) if (cfg.realtime or live)
+              else frames_in_order(cap, stats))
     try:
         for frame in frames:
             if worker.error is not None:

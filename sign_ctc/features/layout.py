@@ -127,8 +127,10 @@ def _held(n: int, lag: int, device: torch.device) -> torch.Tensor:
     return (torch.arange(n, device=device) - lag).clamp_min(0)
 
 
-def features_from_static(static: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-    """Static [..., T, 1629] + presence [..., T, 4] -> features [..., T, 6516], absent channels 0.
+def features_from_static(static: torch.Tensor, presence: torch.Tensor, width: int = FEATURE_DIM) -> torch.Tensor:
+    """Static [..., T, 1629] + presence [..., T, 4] -> features [..., T, 6516], absent channels 0;
+    ``width``: only the leading blocks (a multiple of 1629), for a net that reads only those (the
+    default student reads the static block: the live path then skips three quarters of the work).
 
     The one feature derivation of the project (loaders, training on any device, predict, export).
     The four blocks are written straight into their columns and absent channels are zeroed per
@@ -137,20 +139,27 @@ def features_from_static(static: torch.Tensor, presence: torch.Tensor) -> torch.
     Padded frames (presence False) come out 0, and no frame reads a later one, so a padded batch
     gives every sample exactly the features it has alone.
     """
+    if width % STATIC_DIM or not 0 < width <= FEATURE_DIM:
+        raise ValueError(f"feature width must be a multiple of {STATIC_DIM} up to {FEATURE_DIM}, got {width}")
+    n_blocks = width // STATIC_DIM
     T = static.shape[-2]
-    out = static.new_empty(*static.shape[:-1], FEATURE_DIM)
+    out = static.new_empty(*static.shape[:-1], width)
     out[..., :STATIC_DIM] = static
-    lagged = {lag: static.index_select(-2, _held(T, lag, static.device)) for lag in (1, 2, 4)}
-    blocks = [out[..., STATIC_DIM * (k + 1) : STATIC_DIM * (k + 2)] for k in range(len(TEMPORAL_LAGS))]
-    torch.sub(static, lagged[1], out=blocks[0])                      # velocity      s - s1
-    torch.sub(static, 2 * lagged[1], out=blocks[1]).add_(lagged[2])  # acceleration  s - 2 s1 + s2
-    torch.sub(static, lagged[4], out=blocks[2])                      # displacement  s - s4
+    lagged = {lag: static.index_select(-2, _held(T, lag, static.device)) for lag in (1, 2, 4)[: n_blocks - 1]}
+    blocks = [out[..., STATIC_DIM * (k + 1) : STATIC_DIM * (k + 2)] for k in range(n_blocks - 1)]
+    if n_blocks > 1:
+        torch.sub(static, lagged[1], out=blocks[0])                      # velocity      s - s1
+    if n_blocks > 2:
+        torch.sub(static, 2 * lagged[1], out=blocks[1]).add_(lagged[2])  # acceleration  s - 2 s1 + s2
+    if n_blocks > 3:
+        torch.sub(static, lagged[4], out=blocks[2])                      # displacement  s - s4
     absent = ~group_presence(presence)  # [..., T, 4 blocks, 4 parts]
-    for block, part, sl in CHANNEL_GROUPS:
+    for block, part, sl in CHANNEL_GROUPS[: n_blocks * len(PARTS)]:
         out[..., sl].masked_fill_(absent[..., block, part, None], 0.0)
     return out
 
 
-def features_from_landmarks(landmarks: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-    """Raw landmarks [..., T, 543, 3] + part presence [..., T, 4] -> features [..., T, 6516]."""
-    return features_from_static(static_from_landmarks(landmarks), presence)
+def features_from_landmarks(landmarks: torch.Tensor, presence: torch.Tensor, width: int = FEATURE_DIM) -> torch.Tensor:
+    """Raw landmarks [..., T, 543, 3] + part presence [..., T, 4] -> features [..., T, 6516] (or their
+    leading ``width`` channels: :func:`features_from_static`)."""
+    return features_from_static(static_from_landmarks(landmarks), presence, width)

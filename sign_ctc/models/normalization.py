@@ -212,17 +212,6 @@ def without_anchor(features: torch.Tensor, presence: torch.Tensor, lengths: torc
     return [ids[i] for i in torch.nonzero(detected & ~anchored).flatten().tolist()]
 
 
-def last_body_frame(features: torch.Tensor, presence: torch.Tensor, initial: BodyFrame) -> BodyFrame:
-    """The body frame a stream carries after these frames [B, T, ..] (all valid): the last anchored
-    centre and width, or ``initial`` where the frames hold none."""
-    if features.shape[1] == 0:
-        return initial
-    lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
-    # Causal widths are held anchor widths (each > MIN_WIDTH) or the initial one, so the floor never acts.
-    centre, width = body_frame(features, presence, lengths, per_frame=True, fallback="causal", initial=initial)
-    return centre[:, -1, :2], width[:, -1]
-
-
 def _exporting() -> bool:
     """A trace for ONNX / TorchScript export is running: ops the exporters handle, not the fastest eager ones."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
@@ -235,15 +224,17 @@ def _point_tile(device: torch.device) -> torch.Tensor:
 
 
 def body_relative(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                  per_frame: bool = False, fallback: str = "causal", initial: BodyFrame | None = None) -> torch.Tensor:
+                  per_frame: bool = False, fallback: str = "causal", initial: BodyFrame | None = None,
+                  frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Static coordinates centred on the shoulder midpoint, every channel in shoulder widths (a new
     tensor). The temporal channels are differences, so a per-sequence centre cancels there (per frame,
     they are only rescaled: differences of the raw coordinates in that frame's shoulder widths).
 
     One pass over the features, then the centre off the 1629 static channels (not a [B, T, 6516] offset
-    added everywhere): at batch 1 on a CPU these passes are most of the normalizer's time.
+    added everywhere): at batch 1 on a CPU these passes are most of the normalizer's time. ``frame``: the
+    body frame :func:`body_frame` gives for these arguments, when the caller has it already (a stream).
     """
-    centre, width = body_frame(features, presence, lengths, per_frame, fallback, initial)
+    centre, width = frame if frame is not None else body_frame(features, presence, lengths, per_frame, fallback, initial)
     if not per_frame:
         centre, width = centre[:, None, :], width[:, None]
     scale = (1.0 / width)[..., None]  # [B, 1|T, 1]
@@ -295,13 +286,14 @@ class Normalizer(nn.Module):
                 "std_floor": self.std_floor, "clip": self.clip}
 
     def _relative(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                  limit: bool, initial: BodyFrame | None = None) -> torch.Tensor:
+                  limit: bool, initial: BodyFrame | None = None,
+                  frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The features in the body frame when ``body_relative``; ``limit`` clamps raw values first (before
         statistics are taken from them: the per-sample ones, or ``fit``'s)."""
         x = features.clamp(-RAW_LIMIT, RAW_LIMIT) if limit else features
         if not self.body_relative:
             return x
-        return body_relative(x, presence, lengths, self.body_per_frame, self.body_fallback, initial)
+        return body_relative(x, presence, lengths, self.body_per_frame, self.body_fallback, initial, frame)
 
     @property
     def streamable(self) -> str | None:
@@ -330,16 +322,21 @@ class Normalizer(nn.Module):
         history = torch.cat([state.presence, presence], 1)
         groups = group_presence(history)[:, -k:] if k else group_presence(presence)
         lengths = torch.full((B,), k, dtype=torch.long, device=features.device)
-        out = self.forward(features, presence, lengths, initial=state.body, groups=groups)
-        body = last_body_frame(features, presence, state.body) if self.body_relative else state.body
+        frame, body = None, state.body
+        if self.body_relative:  # once: it normalizes these frames, and its last frame is carried on
+            frame = body_frame(features, presence, lengths, per_frame=True, fallback="causal", initial=state.body)
+            if k:  # causal widths are held anchor widths (each > MIN_WIDTH) or the initial one: no floor acted
+                body = (frame[0][:, -1, :2], frame[1][:, -1])
+        out = self.forward(features, presence, lengths, initial=state.body, groups=groups, frame=frame)
         return out, NormalizerState(body, history[:, -PRESENCE_HISTORY:])
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
-                initial: BodyFrame | None = None, groups: torch.Tensor | None = None) -> torch.Tensor:
+                initial: BodyFrame | None = None, groups: torch.Tensor | None = None,
+                frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``features``: the whole layout [B, T, 6516] or its leading blocks (static only: [B, T, 1629]),
         for a net that reads only those; each channel is normalized exactly as in the whole layout.
         ``initial``, ``groups``: the body frame and the (block, part) presence a stream carries over from
-        earlier frames (:meth:`stream`)."""
+        earlier frames; ``frame``: these frames' body frame, already computed (:meth:`stream`)."""
         if self.needs_fit:
             raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
                                "(train.py does) or load a checkpoint that carries them")
@@ -353,7 +350,7 @@ class Normalizer(nn.Module):
             groups = group_presence(presence)
         groups = groups[..., :n_blocks, :] & time_mask(lengths, presence.shape[1])[..., None, None]
         groups = groups.to(features.dtype)
-        out = self._relative(features, presence, lengths, limit=self.mode == "per_sample", initial=initial)
+        out = self._relative(features, presence, lengths, limit=self.mode == "per_sample", initial=initial, frame=frame)
         if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
             inv_std = 1.0 / self.std[:width]
             inplace = out is not features and out.is_contiguous() and not _exporting()  # (ONNX: no addcmul out=)

@@ -113,7 +113,7 @@ class StreamingRecognizer:
             presence_all = torch.cat([self.hist_presence, presence])
         else:
             presence_all = presence
-        feats = features_from_landmarks(points, presence_all)[-k:, : self.net.input_dim]
+        feats = features_from_landmarks(points, presence_all, self.net.input_dim)[-k:]
         self.hist_points, self.hist_presence = points[-HISTORY:], presence_all[-HISTORY:]
         return feats[None]
 
