@@ -103,17 +103,19 @@ class StreamingRecognizer:
         (:mod:`sign_ctc.decoding.tuning`), as ``sign-ctc-predict`` does."""
         from sign_ctc.models.checkpoint import load_module
 
-        factory = None
-        if decoding is not None:
-            import hydra
-            from omegaconf import OmegaConf
+        module = load_module(path)
+        if decoding is None:
+            return cls(module, **kwargs)
+        import hydra
+        from omegaconf import OmegaConf
 
-            from sign_ctc.decoding.tuning import with_tuned_values
+        from sign_ctc.decoding.tuning import with_tuned_values
 
-            decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
-            decoding, _ = with_tuned_values(decoding, path)
-            factory = hydra.utils.instantiate(decoding)
-        return cls(load_module(path, test_decoder=factory), **kwargs)
+        decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
+        decoding, _ = with_tuned_values(decoding, path)
+        # Built here, not inside the module: a missing LM is its own FileNotFoundError, not Hydra's wrapper.
+        module.test_decoder = hydra.utils.instantiate(decoding)(vocab_tokens=module.vocab.tokens)
+        return cls(module, **kwargs)
 
     def _reset(self) -> None:
         """A new segment: no history, fresh states; its times count from the next frame fed."""
