@@ -76,7 +76,7 @@ class BeamSearchDecoder:
         tune_lm_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8),
         tune_word_bonuses: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0),
         commit_every: int | None = 8,
-        lookback: int = 64,
+        lookback: int = 24,
     ):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
