@@ -120,8 +120,8 @@ def test_an_endless_stream_holds_a_bounded_search():
         committed += len(s.take())
         held.append(s.frames_held)
     assert max(held) <= 32 + 8 + 100 and max(held[50:]) <= max(held[:50])
-    assert committed > 1000  # committed on the way, not at the end
-    assert len(s.finish()) <= 2
+    last = len(s.finish())
+    assert committed > 1000 and last < 0.02 * committed  # committed on the way, not at the end
 
 
 def test_beam_width_one_is_the_greedy_stream():

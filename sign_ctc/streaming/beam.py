@@ -12,8 +12,8 @@ Every ``commit_every`` output frames the paths of all hypotheses still in the be
 (``get_all_final_hypothesis``): the frames on which they all agree can no longer change, whatever comes
 later (every future hypothesis extends one of them), so they are committed and the search forgets
 them (``prune(look_back)`` keeps only the frames after them). Committing these is exact. Hypotheses
-with different histories can stay in the beam for long (a gloss LM or ``ZeroLM`` merges them only
-when their LM states meet), so where they still disagree on frames older than ``lookback``, the best
+with different gloss histories can stay in the beam for long (without an LM they never merge, with a gloss
+n-gram LM only when their contexts meet; two glosses the model cannot tell apart keep both alive), so where they still disagree on frames older than ``lookback``, the best
 hypothesis' path up to there is committed anyway and the search pruned to ``lookback`` frames; if a
 hypothesis that disagreed there wins in the end, the stream's result differs from the offline one
 (counted in :attr:`BeamStream.forced`). The search then holds at most about ``lookback +
