@@ -207,7 +207,8 @@ def main() -> None:
                 if c["streamed"] == c["offline"]:
                     row["identical"] += 1
                 else:
-                    row["differ"].append({"id": sid, "output_frames": offline_lp.shape[0], "forced_commits": c["forced"],
+                    row["differ"].append({"id": sid, "output_frames": offline_lp.shape[0],
+                                          "forced_commits": c["forced"],
                                           "why": why(beam, vocab, offline_lp, streamed_lp, c["offline"]),
                                           "offline": " ".join(c["offline"]), "streamed": " ".join(c["streamed"])})
             if (n + 1) % 25 == 0:

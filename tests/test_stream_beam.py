@@ -171,7 +171,7 @@ def test_the_recognizer_streams_beam_search_like_the_offline_api(tmp_path):
         module.test_decoder = beam
         expected = Recognizer.from_module(module, pause_seconds=1.0).predict_landmarks(both).glosses
         assert len(expected) >= 4
-        for size in ("random", 16):  # chunk sizes 1 and 4 are BeamStream's tests above; the model's are test_streaming's
+        for size in ("random", 16):  # sizes 1 and 4: BeamStream's tests above and the model's in test_streaming
             rec = StreamingRecognizer(module, fps=25.0, pause_frames=25)
             assert rec.beam is beam
             got, start = [], 0

@@ -11,13 +11,14 @@ The search keeps every frame's hypotheses until it is pruned, so an endless stre
 Every ``commit_every`` output frames the paths of all hypotheses still in the beam are read
 (``get_all_final_hypothesis``): the frames on which they all agree can no longer change, whatever comes
 later (every future hypothesis extends one of them), so they are committed and the search forgets
-them (``prune(look_back)`` keeps only the frames after them). Committing these is exact. Hypotheses
-with different gloss histories can stay in the beam for long (without an LM they never merge, with a gloss
-n-gram LM only when their contexts meet; two glosses the model cannot tell apart keep both alive), so where they still disagree on frames older than ``lookback``, the best
-hypothesis' path up to there is committed anyway and the search pruned to ``lookback`` frames; if a
-hypothesis that disagreed there wins in the end, the stream's result differs from the offline one
-(counted in :attr:`BeamStream.forced`). The search then holds at most about ``lookback +
-commit_every`` frames.
+them (``prune(look_back)`` keeps only the frames after them). Committing these is exact (pruning also
+shifts the beam's scores by the best one, which could only decide an exact tie otherwise). Hypotheses
+with different gloss histories can stay in the beam for long: without an LM they never merge, with a
+gloss n-gram LM only when their contexts meet, and two glosses the model cannot tell apart keep both
+alive. So where they still disagree on frames older than ``lookback``, the best hypothesis' path up to
+there is committed anyway and the search pruned to ``lookback`` frames; if a hypothesis that disagreed
+there wins in the end, the stream's result differs from the offline one (such commits are counted in
+:attr:`BeamStream.forced`). The search then holds at most ``lookback + commit_every`` frames plus a chunk.
 
 A gloss's times come from the path of the hypothesis that committed it (its CTC alignment): start at
 its first frame, end after its last, in seconds like :class:`~sign_ctc.streaming.greedy.GreedyStream`.
