@@ -135,12 +135,18 @@ def why(beam: Any, vocab: Any, offline_lp: torch.Tensor, streamed_lp: torch.Tens
     return "forced commit" if unpruned == offline else "prune's score shift"
 
 
+def shown_path(path: str) -> str:
+    """A checkpoint path as results show it: from its ``outputs/`` folder on (no machine path)."""
+    parts = Path(path).parts
+    return str(Path(*parts[parts.index("outputs"):])) if "outputs" in parts else Path(path).name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, required=True, help="a streaming (student) checkpoint")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test sentences (a smoke run)")
     args = parser.parse_args()
-    info = machine(sys.argv)
+    info = machine([shown_path(a) if a.endswith(".ckpt") else a for a in sys.argv])  # no machine paths
     apply_default_backend()
     torch.set_num_threads(1)
     from omegaconf import OmegaConf
@@ -226,7 +232,7 @@ def main() -> None:
                             why(beam, vocab, offline_lp, streamed_lp, c["offline"])})
     total = len(sentences)
     result: dict[str, Any] = {
-        "checkpoint": f"{args.ckpt.parent.parent.name}/{args.ckpt.parent.name}/{args.ckpt.name}",  # no machine path
+        "checkpoint": shown_path(str(args.ckpt)),
         "sentences": total, "chunk_frames": CHUNK, "stride": stride, "fps": 25.0,
         "output_frames_per_sentence": {"min": min(out_frames), "median": float(np.median(out_frames)),
                                        "max": max(out_frames)},
