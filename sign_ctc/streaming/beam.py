@@ -12,7 +12,7 @@ Every ``commit_every`` output frames the paths of all hypotheses still in the be
 (``get_all_final_hypothesis``): the frames on which they all agree can no longer change, whatever comes
 later (every future hypothesis extends one of them), so they are committed and the search forgets
 them (``prune(look_back)`` keeps only the frames after them). Committing these is exact (pruning also
-shifts the beam's scores by the best one, which could only decide an exact tie otherwise). Hypotheses
+shifts the beam's scores by the best one: its rounding could decide only a near-exact tie). Hypotheses
 with different gloss histories can stay in the beam for long: without an LM they never merge, with a
 gloss n-gram LM only when their contexts meet, and two glosses the model cannot tell apart keep both
 alive. So where they still disagree on frames older than ``lookback``, the best hypothesis' path up to
