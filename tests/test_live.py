@@ -86,3 +86,36 @@ def test_bad_sources_and_models_get_one_clear_message(tmp_path, cache_dir, small
     err = capsys.readouterr().err
     assert "this model cannot stream: I3DTeacher has no streaming step" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "live.json").exists()  # refused before any work
+
+
+def test_live_decodes_with_beam_search_and_a_gloss_lm(tmp_path, cache_dir, small_corpus, capsys):
+    """``decoding=beam decoding.lm_path=...``: the live command searches with the LM and answers what
+    sign-ctc-predict answers with the same decoding on the same video; a missing LM is one clear error."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from sign_ctc.api import Recognizer
+    from sign_ctc.decoding.lm import train_kneser_ney, write_arpa
+    from sign_ctc.models.checkpoint import load_module
+    from tests.test_export import write_tiny_checkpoint
+
+    cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model=student", "model.net.blank_bias=-1"],
+                      tmp_path / "student", cache_dir)
+    ckpt = write_tiny_checkpoint(cfg, tmp_path / "student" / "best.ckpt")
+    glosses = load_module(ckpt).vocab.tokens[2:]
+    lm = tmp_path / "gloss.arpa"
+    write_arpa(train_kneser_ney([glosses[i : i + 3] for i in range(0, len(glosses), 2)], order=2), lm)
+    video = DATA / "signer_58f.mp4"
+    assert run(_cfg(tmp_path, cache_dir, f"source={video}", f"ckpt_path={ckpt}", "decoding=beam",
+                    f"decoding.lm_path={tmp_path / 'none.arpa'}")) == 2
+    err = capsys.readouterr().err
+    assert "language model not found" in err and "Traceback" not in err
+    live = _cfg(tmp_path, cache_dir, f"source={video}", f"ckpt_path={ckpt}", "decoding=beam", f"decoding.lm_path={lm}",
+                "decoding.lm_weight=0.5", "decoding.word_bonus=1.0")
+    assert run(live) == 0
+    result = json.loads((tmp_path / "run" / "live.json").read_text())
+    assert result["decoder"]["name"] == "beam" and result["decoder"]["lm_path"] == str(lm)
+    decoding = OmegaConf.to_container(live.decoding)
+    expected = Recognizer.from_checkpoint(ckpt, decoding).predict(video=video).glosses
+    assert result["glosses"].split() == expected and expected

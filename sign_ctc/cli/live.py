@@ -2,6 +2,7 @@
 
     sign-ctc-live source=clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt [realtime=true]
     sign-ctc-live source=0 ckpt_path=...          # camera 0; Ctrl+C ends cleanly
+    sign-ctc-live source=clip.mp4 ckpt_path=... decoding=beam decoding.lm_path=gloss.arpa  # beam search + LM
 
 Tracking (MediaPipe, ~40 ms a frame on one CPU core) and recognition overlap: the tracker runs in the
 main thread and hands each frame's landmarks to the recognizer's thread through a queue. With
@@ -262,6 +263,15 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"median_ms": round(float(np.median(arr)), 2), "p95_ms": round(float(np.percentile(arr, 95)), 2)}
 
 
+def _decoder_settings(rec: StreamingRecognizer) -> dict[str, Any]:
+    """Which incremental decoder ran, with the beam search's settings."""
+    if rec.beam is None:
+        return {"name": "greedy"}
+    b = rec.beam
+    return {"name": "beam", "beam_width": b.beam_width, "lm_path": b.lm_path, "lm_weight": b.lm_weight,
+            "word_bonus": b.word_bonus, "commit_every": b.commit_every, "lookback": b.lookback}
+
+
 def write_results(out: Path, source: str, fps: float, stats: Stats, rec: StreamingRecognizer,
                   glosses: list[TimedGloss], wall: float) -> dict[str, Any]:
     """live.ctm and live.json in the run folder, atomically."""
@@ -272,6 +282,7 @@ def write_results(out: Path, source: str, fps: float, stats: Stats, rec: Streami
     result = {
         "source": str(source), "fps": fps, "frames": stats.frames, "processed": stats.frames - stats.dropped,
         "dropped": stats.dropped, "corrupt_frames": stats.corrupt, "detected": rec.detected, "segments": rec.segments,
+        "decoder": _decoder_settings(rec),
         "glosses": " ".join(g.gloss for g in glosses), "timed_glosses": [g.as_dict() for g in glosses],
         "latency": {"end_to_end": _percentiles(stats.latency_s), "compute": _percentiles(stats.compute_s),
                     "lookahead_ms": round(1000.0 * rec.net.lookahead_frames / fps, 1) if fps else None},
@@ -298,7 +309,8 @@ def run(cfg: DictConfig) -> int:
         check_backend(options)
         cap, source_fps, live = open_source(cfg.source)
         fps = float(cfg.fps or source_fps or 25.0)
-        rec = StreamingRecognizer.from_checkpoint(cfg.ckpt_path, fps=fps, tentative=bool(cfg.tentative),
+        rec = StreamingRecognizer.from_checkpoint(cfg.ckpt_path, decoding=cfg.get("decoding"), fps=fps,
+                                                  tentative=bool(cfg.tentative),
                                                   pause_frames=max(1, round(float(cfg.pause_seconds) * fps))
                                                   if cfg.pause_seconds else None)
         tracker = make_tracker(options)

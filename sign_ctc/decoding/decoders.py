@@ -10,6 +10,7 @@ import functools
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -57,7 +58,8 @@ class BeamSearchDecoder:
 
     ``tune``, ``tune_lm_weights``, ``tune_word_bonuses``: the dev-set grid of ``eval.py
     decoding.tune=true`` (:mod:`sign_ctc.decoding.tuning`). They live in the decoder's config group
-    so that one ``decoding=beam`` carries them; the decoder only stores them.
+    so that one ``decoding=beam`` carries them; the decoder only stores them. So are ``commit_every`` and
+    ``lookback``, the streaming decoder's pruning (:class:`sign_ctc.streaming.beam.BeamStream`).
     """
 
     def __init__(
@@ -73,6 +75,8 @@ class BeamSearchDecoder:
         tune: bool = False,
         tune_lm_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8),
         tune_word_bonuses: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0),
+        commit_every: int | None = 8,
+        lookback: int = 24,
     ):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
@@ -80,7 +84,6 @@ class BeamSearchDecoder:
             raise ValueError(f"blank index {blank} outside a vocabulary of {len(vocab_tokens)}")
         from flashlight.lib.text.decoder import (  # heavy C++ extension: only when a beam decoder is built
             CriterionType,
-            LexiconFreeDecoder,
             LexiconFreeDecoderOptions,
             ZeroLM,
         )
@@ -94,6 +97,12 @@ class BeamSearchDecoder:
         self.tune = bool(tune)
         self.tune_lm_weights = [float(w) for w in tune_lm_weights]
         self.tune_word_bonuses = [float(b) for b in tune_word_bonuses]
+        if commit_every is not None and commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1 output frames (or null: never prune), got {commit_every}")
+        if lookback < 1:
+            raise ValueError(f"lookback must be >= 1 output frames, got {lookback}")
+        self.commit_every = commit_every
+        self.lookback = int(lookback)
         if lm_path is not None and not os.path.isfile(lm_path):
             raise FileNotFoundError(f"language model not found: {lm_path}")
         if lm_path is not None and lm_weight != 0.0:
@@ -104,8 +113,8 @@ class BeamSearchDecoder:
             lm = _ScaledLM(ZeroLM(), 0.0, word_bonus)
         else:
             lm = ZeroLM()
-        self._lm = lm  # keep the Python object alive as long as the C++ decoder uses it
-        options = LexiconFreeDecoderOptions(
+        self._lm = lm  # keep the Python object alive as long as the C++ decoders use it
+        self._options = LexiconFreeDecoderOptions(
             beam_size=beam_width,
             beam_size_token=min(len(self.vocab_tokens), beam_size_token or max(16, beam_width)),
             beam_threshold=beam_threshold,
@@ -114,8 +123,16 @@ class BeamSearchDecoder:
             log_add=False,
             criterion_type=CriterionType.CTC,
         )
+        self._decoder = self.new_search()
+
+    def new_search(self) -> Any:
+        """A fresh flashlight ``LexiconFreeDecoder`` with this decoder's options and LM: one per sentence
+        decoded incrementally (``decode_begin`` / ``decode_step`` / ``decode_end``,
+        :mod:`sign_ctc.streaming.beam`), so a stream searches exactly as :meth:`decode` does."""
+        from flashlight.lib.text.decoder import LexiconFreeDecoder
+
         # sil = blank: the decoder starts every hypothesis from "sil", and blank is the CTC start state.
-        self._decoder = LexiconFreeDecoder(options, lm, blank, blank, [])
+        return LexiconFreeDecoder(self._options, self._lm, self.blank, self.blank, [])
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best gloss id sequence per batch item. ``log_probs`` is [B, T, C] log-softmax output."""

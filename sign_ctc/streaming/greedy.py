@@ -33,7 +33,12 @@ class GreedyStream:
 
     def push(self, log_probs: torch.Tensor) -> None:
         """Final log-probs [k, C] of the next output frames."""
-        for token in log_probs.argmax(-1).tolist():
+        self.push_path(log_probs.argmax(-1).tolist())
+
+    def push_path(self, path: list[int]) -> None:
+        """The next output frames' tokens of a CTC path (best path here; a beam hypothesis' path in
+        :mod:`sign_ctc.streaming.beam`): a run of one token is one gloss, a blank or another token ends it."""
+        for token in path:
             if token != self.prev:
                 if self.open is not None:
                     self.open.end = self._time(self.frames)
@@ -64,9 +69,18 @@ class GreedyStream:
 
     def peek(self, log_probs: torch.Tensor) -> list[TimedGloss]:
         """The glosses that look-ahead log-probs [k, C] (frames not final yet) would add after the open one."""
+        probe = self.copy()
+        probe.push(log_probs)
+        return self.after_open(probe.finish())
+
+    def copy(self) -> GreedyStream:
+        """A probe that continues from here without touching this stream (taken glosses not carried)."""
         probe = GreedyStream(self.tokens, self.spf, self.blank, self.offset)
         probe.frames, probe.prev = self.frames, self.prev
         probe.open = TimedGloss(self.open.gloss, self.open.start, self.open.end) if self.open else None
-        probe.push(log_probs)
-        out = probe.finish()
-        return out[1:] if self.open is not None and out and out[0].start == self.open.start else out
+        return probe
+
+    def after_open(self, glosses: list[TimedGloss]) -> list[TimedGloss]:
+        """A probe's glosses without this stream's open one (:meth:`pending` gives that)."""
+        same = self.open is not None and glosses and glosses[0].start == self.open.start
+        return glosses[1:] if same else glosses

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sign_ctc.decoding.decoders import BeamSearchDecoder
 from sign_ctc.decoding.idle import blank_idle, idle_output_frames
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.pauses import PauseSegmenter, Step
 from sign_ctc.models.ctc_module import CTCModule
+from sign_ctc.streaming.beam import BeamStream
 from sign_ctc.streaming.greedy import GreedyStream, TimedGloss
 
 HISTORY = 4  # frames the temporal features look back on (layout.TEMPORAL_LAGS)
@@ -65,13 +67,22 @@ class Update:
 
 class StreamingRecognizer:
     """One stream's recognizer. ``fps``: the input frame rate (for times); ``pause_frames``: frames
-    without a hand that end a segment (None: one segment, as a whole sentence)."""
+    without a hand that end a segment (None: one segment, as a whole sentence). ``decoder``: a
+    :class:`~sign_ctc.decoding.decoders.BeamSearchDecoder` searches each segment incrementally with its
+    options and LM (:class:`~sign_ctc.streaming.beam.BeamStream`); anything else, best path
+    (:class:`~sign_ctc.streaming.greedy.GreedyStream`). Default: the module's test decoder, as the
+    offline :class:`sign_ctc.api.Recognizer` does (greedy unless a beam decoding config built it)."""
 
     def __init__(self, module: CTCModule, fps: float = 25.0, pause_frames: int | None = 25,
-                 tentative: bool = True):
+                 tentative: bool = True, decoder: Any = "module"):
         reason = stream_refusal(module)
         if reason:
             raise NotStreamableError(f"this model cannot stream: {reason}")
+        decoder = module.test_decoder if isinstance(decoder, str) and decoder == "module" else decoder
+        self.beam = decoder if isinstance(decoder, BeamSearchDecoder) else None
+        if self.beam is not None and list(self.beam.vocab_tokens) != list(module.vocab.tokens):
+            raise ValueError(f"the beam decoder's vocabulary ({len(self.beam.vocab_tokens)} tokens) is not the "
+                             f"model's ({len(module.vocab.tokens)}): build it with vocab_tokens=module.vocab.tokens")
         self.module = module.eval()
         self.net = module.net
         self.normalizer = module.normalizer
@@ -86,10 +97,25 @@ class StreamingRecognizer:
         self._reset()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> StreamingRecognizer:
+    def from_checkpoint(cls, path: str | Path, decoding: Any = None, **kwargs: Any) -> StreamingRecognizer:
+        """``decoding``: a decoding config (``sign_ctc/conf/decoding/*.yaml``; None: greedy). With beam search,
+        the LM weight and word bonus tuned beside the checkpoint are used unless set
+        (:mod:`sign_ctc.decoding.tuning`), as ``sign-ctc-predict`` does."""
         from sign_ctc.models.checkpoint import load_module
 
-        return cls(load_module(path), **kwargs)
+        module = load_module(path)
+        if decoding is None:
+            return cls(module, **kwargs)
+        import hydra
+        from omegaconf import OmegaConf
+
+        from sign_ctc.decoding.tuning import with_tuned_values
+
+        decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
+        decoding, _ = with_tuned_values(decoding, path)
+        # Built here, not inside the module: a missing LM is its own FileNotFoundError, not Hydra's wrapper.
+        module.test_decoder = hydra.utils.instantiate(decoding)(vocab_tokens=module.vocab.tokens)
+        return cls(module, **kwargs)
 
     def _reset(self) -> None:
         """A new segment: no history, fresh states; its times count from the next frame fed."""
@@ -101,7 +127,7 @@ class StreamingRecognizer:
         self.net_state = self.net.initial_state(1)
         self.seg_presence: list[torch.Tensor] = []  # this segment's presence rows not yet covered by output
         self.seg_out = 0  # output frames of this segment emitted
-        self.decoder: GreedyStream | None = None
+        self.decoder: GreedyStream | BeamStream | None = None
         self._covered = 0
 
     # ---- the model on a segment ---------------------------------------------------------------------
@@ -189,8 +215,11 @@ class StreamingRecognizer:
         self.active = True
         self.seg_start = frame
         self._covered = 0  # presence rows dropped from seg_presence (already covered by output frames)
-        self.decoder = GreedyStream(self.vocab.tokens, self.stride / self.fps, self.vocab.blank_id,
-                                    offset=frame / self.fps)
+        if self.beam is not None:
+            self.decoder = BeamStream(self.beam, self.stride / self.fps, offset=frame / self.fps)
+        else:
+            self.decoder = GreedyStream(self.vocab.tokens, self.stride / self.fps, self.vocab.blank_id,
+                                        offset=frame / self.fps)
 
     def _feed(self, points: torch.Tensor, presence: torch.Tensor, update: Update, final: bool) -> None:
         self.seg_presence.append(presence)
