@@ -318,11 +318,15 @@ def test_predict_takes_the_backend_options(tmp_path):
         landmarks_of(cfg)
 
 
+@pytest.mark.parametrize("world", [True, False])
 @pytest.mark.parametrize("refined", [False, True])
-def test_header_copy_equals_pose_formats_header(refined):
-    from sign_ctc.extraction.header import _from_pose_format, _from_template, header_bytes
+def test_header_copy_equals_pose_formats_header(refined, world):
+    """Extraction (world landmarks) and the synthetic corpus (none) write the copy where pose-format cannot
+    build its header (mediapipe >= 0.10.30, Python 3.13): the same bytes as pose-format's."""
+    from sign_ctc.features.header import _from_pose_format, _from_template, header_bytes
 
-    assert header_bytes(_from_template(210, 260, refined)) == header_bytes(_from_pose_format(210, 260, refined))
+    assert header_bytes(_from_template(210, 260, refined, world)) == header_bytes(
+        _from_pose_format(210, 260, refined, world))
 
 
 def test_pack_warns_when_a_split_mixes_backends(tiny_corpus, tmp_path, caplog):
