@@ -32,6 +32,7 @@ mediapipe is imported inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -355,10 +356,12 @@ def check_backend(options: HolisticOptions) -> None:
     v = _version_tuple(installed)
     if options.backend == "legacy":
         if v >= LEGACY_LAST_EXCLUSIVE:
+            older = ("a Python 3.11/3.12 install (Python 3.13 has no mediapipe wheel before 0.10.30)"
+                     if sys.version_info >= (3, 13) else "pip install mediapipe==0.10.21")
             raise TrackerSetupError(
                 f"tracker=legacy needs mp.solutions.holistic, which mediapipe removed in "
                 f"{_fmt(LEGACY_LAST_EXCLUSIVE)} (installed: {installed}). Use tracker=tasks "
-                f"model_asset=<holistic_landmarker.task>, or pip install mediapipe==0.10.21")
+                f"model_asset=<holistic_landmarker.task>, or {older}")
         check_model_available(options.model_complexity)
         return
     if v < TASKS_FIRST:
