@@ -124,7 +124,8 @@ def test_optuna_config_composes():
 
 # Python 3.13 has no SQLAlchemy 1.4 wheel, so pyproject installs the Optuna sweeper on 3.11/3.12 only; a
 # Python whose import of the plugin fails is what this interpreter sees with the plugin blocked.
-BLOCKED = "import sys; sys.modules[{name!r}] = None; sys.argv = ['train.py', *sys.argv[1:]]; from sign_ctc.cli.train import main; main()"
+BLOCKED = ("import sys; sys.modules[{name!r}] = None; sys.argv = ['train.py', *sys.argv[1:]]; "
+           "from sign_ctc.cli.train import main; main()")
 
 
 def test_optuna_search_without_the_sweeper_is_one_clear_error(tmp_path):

@@ -75,7 +75,7 @@ def main(cfg: DictConfig) -> None:
     try:
         require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
         run(cfg)
-    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # extractor or decoder cannot run here: one line, no traceback
+    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here: one line, no traceback
         print(f"predict: error: {exc}", file=sys.stderr)
         sys.exit(2)
 
