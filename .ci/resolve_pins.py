@@ -1,11 +1,17 @@
 """Check that pyproject.toml's pinned dependencies install from binary wheels on each Python it declares.
 
-    python .ci/resolve_pins.py            # every minor version requires-python allows (3.11, 3.12)
-    python .ci/resolve_pins.py 3.13       # what a newer Python lacks (exit 1, naming the pins)
+    python .ci/resolve_pins.py            # every minor version requires-python allows (3.11, 3.12, 3.13)
+    python .ci/resolve_pins.py 3.14       # what a newer Python lacks (exit 1, naming the pins)
 
 `requires-python` may only name versions whose whole pinned set resolves with wheels alone: a user of
 that Python must not need a compiler. pip's dry run resolves for another interpreter with
 `--python-version` (wheel tags only), so one machine checks them all. It needs PyPI (CI has it).
+
+pip evaluates environment markers for the interpreter that runs it, not for `--python-version`, so a
+pin's own marker (`numpy==2.2.6; python_version >= "3.13"`) is evaluated here, for the version checked,
+and the pins that apply are passed without it. Markers inside the dependencies' metadata are still
+pip's, i.e. the running interpreter's (a limit of `--python-version`); installing the wheel into a
+venv of that Python is the full check (tests/test_package.py, `SIGN_CTC_PYTHON_3_13`).
 
 One exception is built here first: antlr4-python3-runtime 4.9.3 (hydra-core and omegaconf pin 4.9.*)
 is published as a pure-Python sdist only; its wheel is the same on every Python 3, so it is built
@@ -22,6 +28,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +58,27 @@ def declared_versions(project: dict) -> list[str]:
     return [v for v in CANDIDATES if f"{v}.0" in spec]
 
 
+def pins_for(pins: list[str], version: str) -> tuple[list[str], list[str]]:
+    """``(applying, left_out)``: the pins whose marker holds on Python ``version`` ('3.13'), without
+    their markers, and the names of those a marker leaves out there."""
+    env = {**default_environment(), "python_version": version, "python_full_version": f"{version}.0"}
+    applying, left_out = [], []
+    for pin in pins:
+        req = Requirement(pin)
+        if req.marker is not None and not req.marker.evaluate(env):
+            left_out.append(req.name)
+            continue
+        req.marker = None
+        applying.append(str(req))
+    return applying, left_out
+
+
 def main() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("versions", nargs="*", help="Python versions (default: those requires-python allows)")
     versions = parser.parse_args().versions or declared_versions(project)
-    pins = project["dependencies"]
+    declared = project["dependencies"]
     with tempfile.TemporaryDirectory(prefix="resolve_pins_") as tmp:
         tmp = Path(tmp)
         venv = tmp / "venv"
@@ -75,9 +98,11 @@ def main() -> None:
                              "--python-version", version, "--target", str(tmp / f"target-{version}"),
                              "--find-links", str(wheels), *extra, *requirements])
 
+            pins, left_out = pins_for(declared, version)
             proc = dry_run(pins)
             if proc.returncode == 0:
-                print(f"Python {version}: the pinned set of pyproject.toml resolves with binary wheels only")
+                note = f" (its markers leave out {', '.join(left_out)})" if left_out else ""
+                print(f"Python {version}: the pinned set of pyproject.toml resolves with binary wheels only{note}")
                 continue
             missing = [pin for pin in pins if dry_run([pin], "--no-deps").returncode]
             if len(missing) == len(pins):

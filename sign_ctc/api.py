@@ -55,7 +55,7 @@ class Prediction:
 
 
 def read_inputs(video: str | Path | None = None, pose: str | Path | None = None, model_complexity: int = 1,
-                refine_face: bool = False, tracker: str = "legacy",
+                refine_face: bool = False, tracker: str = "auto",
                 model_asset: str | None = None) -> list[tuple[str, Landmarks]]:
     """(id, landmarks) of each input: a ``.pose`` file read, or ``video`` (a file, a folder of videos or a
     frame folder) run through MediaPipe Holistic as ``sign-ctc-extract`` does."""
@@ -98,7 +98,7 @@ class Recognizer:
 
     def __init__(self, forward: Callable[[Landmarks], tuple[torch.Tensor, torch.Tensor]], decoder: Any,
                  vocab: Vocabulary, stride: int, model_complexity: int = 1, refine_face: bool = False,
-                 pause_seconds: float | None = 1.0, tracker: str = "legacy", model_asset: str | None = None):
+                 pause_seconds: float | None = 1.0, tracker: str = "auto", model_asset: str | None = None):
         """``pause_seconds``: a pause (no hand detected for this long) splits the input into segments
         recognized one at a time, as ``sign-ctc-live`` does (:mod:`sign_ctc.features.pauses`); None: the
         whole input is one sentence. ``tracker``, ``model_asset``: the MediaPipe API for videos."""

@@ -102,6 +102,32 @@ def test_beam_decoder_checks_shapes():
 # ------------------------------------------------------------------ the gloss LM
 
 
+def test_beam_search_without_flashlight_is_one_clear_error(monkeypatch, tmp_path):
+    """Python 3.13 has no flashlight-text wheel (pyproject installs it on 3.11/3.12): decoding=beam says so, once,
+    before a checkpoint is read; greedy decoding needs nothing. Here the import is blocked to be that Python."""
+    from omegaconf import OmegaConf
+
+    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
+
+    beam, greedy = (OmegaConf.load(REPO / "sign_ctc" / "conf" / "decoding" / f"{n}.yaml") for n in ("beam", "greedy"))
+    require_decoding(beam)  # installed here
+    monkeypatch.setitem(sys.modules, "flashlight.lib.text.decoder", None)
+    with pytest.raises(BeamSearchUnavailableError, match=r"decoding=beam needs flashlight-text.*decoding=greedy"):
+        BeamSearchDecoder(VOCAB)
+    with pytest.raises(BeamSearchUnavailableError):
+        require_decoding(beam)
+    require_decoding(greedy)
+    require_decoding(None)
+    blocked = ("import sys; sys.modules['flashlight.lib.text.decoder'] = None; sys.argv = ['eval.py', *sys.argv[1:]]; "
+               "from sign_ctc.cli.eval import main; main()")
+    proc = subprocess.run([sys.executable, "-c", blocked, "decoding=beam", f"ckpt_path={tmp_path / 'none.ckpt'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("eval: error: decoding=beam needs flashlight-text"), proc.stderr
+
+
 def test_kneser_ney_unigram_numbers():
     # counts A:2 B:1 </s>:3, total 6; too sparse for estimated discounts -> D = 0.5, 1.0, 1.5
     lm = train_kneser_ney([["A"], ["A"], ["B"]], order=1)

@@ -122,6 +122,27 @@ def test_optuna_config_composes():
     assert sweeper.storage._target_ == "sign_ctc.run.sweeps.optuna_storage"
 
 
+# Python 3.13 has no SQLAlchemy 1.4 wheel, so pyproject installs the Optuna sweeper on 3.11/3.12 only; a
+# Python whose import of the plugin fails is what this interpreter sees with the plugin blocked.
+BLOCKED = ("import sys; sys.modules[{name!r}] = None; sys.argv = ['train.py', *sys.argv[1:]]; "
+           "from sign_ctc.cli.train import main; main()")
+
+
+def test_optuna_search_without_the_sweeper_is_one_clear_error(tmp_path):
+    from sign_ctc.run.sweeps import SWEEPER_PLUGIN, optuna_sweeper_error
+
+    assert optuna_sweeper_error(["hparams_search=optuna"]) is None  # installed here
+    assert optuna_sweeper_error(["model=student"]) is None
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", BLOCKED.format(name=SWEEPER_PLUGIN), "hparams_search=optuna",
+                           f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("train: error: hparams_search=optuna needs the Optuna sweeper") and "-m key=a,b" in line
+    assert list(tmp_path.iterdir()) == []  # refused before Hydra made a run folder
+
+
 def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch):
     import types
 

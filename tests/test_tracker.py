@@ -259,9 +259,35 @@ def test_missing_model_file_names_the_path_and_where_to_get_it(monkeypatch, tmp_
 def test_legacy_refused_where_solutions_are_gone(monkeypatch):
     monkeypatch.setattr(tracker_mod, "mediapipe_version", lambda: "0.10.31")
     with pytest.raises(TrackerSetupError, match=r"removed in 0\.10\.30 \(installed: 0\.10\.31\)"):
-        check_backend(HolisticOptions())
-    with pytest.raises(TrackerSetupError, match="tracker must be one of legacy, tasks"):
+        check_backend(HolisticOptions(backend="legacy"))
+    with pytest.raises(TrackerSetupError, match="tracker must be one of auto, legacy, tasks"):
         check_backend(HolisticOptions(backend="openpose"))
+
+
+def test_auto_is_the_backend_the_installed_mediapipe_has(monkeypatch):
+    """tracker=auto (every config's default): legacy with the 3.11/3.12 pin, tasks with Python 3.13's mediapipe.
+
+    The options hold the resolved name, so the worker cache and the provenance record name what runs."""
+    assert [tracker_mod.default_backend(v) for v in ("0.10.21", "0.10.29", "0.10.30", "0.10.33", "1.2.3")] == [
+        "legacy", "legacy", "tasks", "tasks", "tasks"]
+    assert HolisticOptions().backend == "legacy"  # this environment: mediapipe 0.10.21
+    monkeypatch.setattr(tracker_mod, "mediapipe_version", lambda: "1.2.3")
+    options = HolisticOptions()
+    assert options.backend == "tasks" and HolisticOptions(backend="legacy").backend == "legacy"
+    with pytest.raises(TrackerSetupError,
+                       match=r"no model file given.*mediapipe 1\.2\.3 has no legacy graph.*tasks is the only backend"):
+        check_backend(options)
+    monkeypatch.setattr(tracker_mod, "mediapipe_version", lambda: None)
+    assert HolisticOptions().backend == "legacy"  # check_backend then names what to install
+    with pytest.raises(TrackerSetupError, match="mediapipe is not installed"):
+        check_backend(HolisticOptions())
+
+
+@pytest.mark.parametrize("name", ["extract", "predict", "render", "live"])
+def test_configs_default_to_auto(name):
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(REPO / "sign_ctc" / "conf" / f"{name}.yaml").tracker == "auto"
 
 
 def test_cli_tasks_error_is_one_line_without_traceback(tmp_path):
@@ -292,11 +318,15 @@ def test_predict_takes_the_backend_options(tmp_path):
         landmarks_of(cfg)
 
 
+@pytest.mark.parametrize("world", [True, False])
 @pytest.mark.parametrize("refined", [False, True])
-def test_header_copy_equals_pose_formats_header(refined):
-    from sign_ctc.extraction.header import _from_pose_format, _from_template, header_bytes
+def test_header_copy_equals_pose_formats_header(refined, world):
+    """Extraction (world landmarks) and the synthetic corpus (none) write the copy where pose-format cannot
+    build its header (mediapipe >= 0.10.30, Python 3.13): the same bytes as pose-format's."""
+    from sign_ctc.features.header import _from_pose_format, _from_template, header_bytes
 
-    assert header_bytes(_from_template(210, 260, refined)) == header_bytes(_from_pose_format(210, 260, refined))
+    assert header_bytes(_from_template(210, 260, refined, world)) == header_bytes(
+        _from_pose_format(210, 260, refined, world))
 
 
 def test_pack_warns_when_a_split_mixes_backends(tiny_corpus, tmp_path, caplog):

@@ -30,7 +30,7 @@ def holistic_options(cfg: DictConfig) -> HolisticOptions:
     return HolisticOptions(model_complexity=int(cfg.get("model_complexity", 1)),
                            refine_face=bool(cfg.get("refine_face", False)),
                            frames_fps=float(cfg.get("frames_fps", 25.0)),
-                           backend=str(cfg.get("tracker") or "legacy"),
+                           backend=str(cfg.get("tracker") or "auto"),
                            model_asset=str(cfg.model_asset) if cfg.get("model_asset") else None)
 
 

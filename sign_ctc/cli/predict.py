@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
     """The inputs' landmarks: read from `pose=` or extracted from `video=` with MediaPipe."""
     return read_inputs(cfg.get("video") or None, cfg.get("pose") or None, int(cfg.model_complexity),
-                       bool(cfg.refine_face), str(cfg.get("tracker") or "legacy"), cfg.get("model_asset") or None)
+                       bool(cfg.refine_face), str(cfg.get("tracker") or "auto"), cfg.get("model_asset") or None)
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
         raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
     extraction = {"model_complexity": int(cfg.model_complexity), "refine_face": bool(cfg.refine_face),
-                  "tracker": str(cfg.get("tracker") or "legacy"), "model_asset": cfg.get("model_asset") or None,
+                  "tracker": str(cfg.get("tracker") or "auto"), "model_asset": cfg.get("model_asset") or None,
                   "pause_seconds": cfg.get("pause_seconds")}
     if cfg.get("model_path"):
         recognizer = Recognizer.from_exported(cfg.model_path, decoding, **extraction)
@@ -69,11 +69,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
+    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
     from sign_ctc.extraction.tracker import TrackerSetupError
 
     try:
+        require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
         run(cfg)
-    except TrackerSetupError as exc:  # the extractor cannot run here: one line saying why, no traceback
+    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here: one line, no traceback
         print(f"predict: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -100,11 +100,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="render")
 def main(cfg: DictConfig) -> None:
+    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
     from sign_ctc.extraction.tracker import TrackerSetupError
 
     try:
+        require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
         run(cfg)
-    except TrackerSetupError as exc:  # video=: the extractor cannot run here; one line saying why
+    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here; one line saying why
         print(f"render: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

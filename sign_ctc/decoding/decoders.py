@@ -9,10 +9,42 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+FLASHLIGHT_PIN = "flashlight-text==0.0.7"
+
+
+class BeamSearchUnavailableError(ImportError):
+    """flashlight-text (the beam search's C++ decoder) cannot be imported; the message says why and what to use."""
+
+
+def check_beam_search_available() -> None:
+    """Fail with one message, not an import traceback, where ``decoding=beam`` cannot run.
+
+    flashlight-text publishes no wheel for Python 3.13, so pyproject installs it on 3.11 and 3.12 only
+    (an environment marker); there the beam search needs another Python, greedy decoding works everywhere.
+    """
+    try:
+        import flashlight.lib.text.decoder  # noqa: F401  (heavy C++ extension: only when a beam decoder is built)
+    except ImportError as exc:
+        if sys.version_info >= (3, 13):
+            why = (f"flashlight-text has no wheel for Python {sys.version_info.major}.{sys.version_info.minor}, so "
+                   f"the package installs it on Python 3.11 and 3.12 only; decode with a Python 3.11/3.12 install")
+        else:
+            why = f"it is not installed here (pip install {FLASHLIGHT_PIN})"
+        raise BeamSearchUnavailableError(
+            f"decoding=beam needs flashlight-text (CTC beam search + KenLM), which cannot be imported: {why}, "
+            f"or use decoding=greedy ({exc})") from exc
+
+
+def require_decoding(decoding: Any) -> None:
+    """:func:`check_beam_search_available` when the ``decoding`` config (group node or None) builds the beam decoder."""
+    if decoding is not None and str(decoding.get("_target_", "")).endswith("BeamSearchDecoder"):
+        check_beam_search_available()
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -82,6 +114,7 @@ class BeamSearchDecoder:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if not 0 <= blank < len(vocab_tokens):
             raise ValueError(f"blank index {blank} outside a vocabulary of {len(vocab_tokens)}")
+        check_beam_search_available()
         from flashlight.lib.text.decoder import (  # heavy C++ extension: only when a beam decoder is built
             CriterionType,
             LexiconFreeDecoderOptions,

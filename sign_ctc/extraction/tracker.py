@@ -9,6 +9,11 @@ writes `.pose` files (:mod:`sign_ctc.extraction.worker`) and a live recognizer s
   ``holistic_landmarker.task`` model file the user downloads. Its face has 478 points (with
   irises): the first 468 are kept unless ``refine_face``, as the legacy graph gives them.
 
+``auto`` (the configs' default) is resolved when the options are made (:func:`default_backend`):
+legacy where the installed mediapipe still has it (the 0.10.21 pin of Python 3.11/3.12), tasks where
+it does not (Python 3.13, which has no mediapipe wheel before 0.10.30), so the default is a backend
+that exists in every supported install and records a real name beside each file.
+
 Versions (checked in the wheels' sources, see docs/EXTRACTION.md): the Python HolisticLandmarker
 first shipped in 0.10.10; up to 0.10.21 it is built on packet getters that abort the whole
 process ("Check failed: holder_ != nullptr The packet is empty") on a frame where a hand (or the
@@ -27,6 +32,7 @@ mediapipe is imported inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -36,6 +42,7 @@ import numpy as np
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
 
 BACKENDS = ("legacy", "tasks")
+AUTO = "auto"  # resolved by HolisticOptions to the backend the installed mediapipe has
 # mp.solutions (the legacy graph) is gone from this release on.
 LEGACY_LAST_EXCLUSIVE = (0, 10, 30)
 # First release whose Python HolisticLandmarker does not abort on an undetected hand (C API based).
@@ -98,16 +105,21 @@ def check_model_available(model_complexity: int) -> None:
 class HolisticOptions:
     """Extraction settings; the same for every worker so results do not depend on scheduling.
 
-    ``backend``: ``legacy`` (``mp.solutions.holistic``) or ``tasks`` (``HolisticLandmarker`` with
-    the model file ``model_asset``). ``model_complexity`` selects the legacy pose model only; a
-    ``.task`` file bundles its own models.
+    ``backend``: ``legacy`` (``mp.solutions.holistic``), ``tasks`` (``HolisticLandmarker`` with
+    the model file ``model_asset``) or ``auto``, replaced here by :func:`default_backend` (so the
+    options, a worker's cache key and the provenance record name the backend that runs).
+    ``model_complexity`` selects the legacy pose model only; a ``.task`` file bundles its own models.
     """
 
     model_complexity: int = 1
     refine_face: bool = False
     frames_fps: float = 25.0  # frame folders carry no rate; PHOENIX is 25 fps
-    backend: str = "legacy"
+    backend: str = AUTO
     model_asset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend == AUTO:
+            object.__setattr__(self, "backend", default_backend())
 
     def holistic_kwargs(self) -> dict[str, Any]:
         return {"model_complexity": self.model_complexity, "refine_face_landmarks": self.refine_face}
@@ -314,16 +326,29 @@ def _fmt(v: tuple[int, ...]) -> str:
     return ".".join(map(str, v))
 
 
+def default_backend(installed: str | None = None) -> str:
+    """The backend ``tracker=auto`` means with mediapipe ``installed`` (default: the installed version):
+    ``tasks`` from 0.10.30 on (no ``mp.solutions`` any more), else ``legacy``, also when mediapipe is
+    missing (:func:`check_backend` then says what to install)."""
+    installed = installed if installed is not None else mediapipe_version()
+    return "tasks" if installed is not None and _version_tuple(installed) >= LEGACY_LAST_EXCLUSIVE else "legacy"
+
+
 def _missing_model_message(path: str | None) -> str:
     where = f"model file not found: {path}" if path else "no model file given"
+    installed = mediapipe_version()
+    only = ""
+    if installed is not None and _version_tuple(installed) >= LEGACY_LAST_EXCLUSIVE:
+        only = (f" The installed mediapipe {installed} has no legacy graph (mp.solutions was removed in "
+                f"{_fmt(LEGACY_LAST_EXCLUSIVE)}; Python 3.13 has no older wheel), so tasks is the only backend here.")
     return (f"tracker=tasks: {where}. Set model_asset=<path to holistic_landmarker.task>; download the file "
-            f"(about 14 MB) from the MediaPipe Holistic landmarker model page: {TASKS_MODEL_PAGE}")
+            f"(about 14 MB) from the MediaPipe Holistic landmarker model page: {TASKS_MODEL_PAGE}.{only}")
 
 
 def check_backend(options: HolisticOptions) -> None:
     """Fail fast, with one message that says what to do, where the chosen backend cannot run here."""
     if options.backend not in BACKENDS:
-        raise TrackerSetupError(f"tracker must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+        raise TrackerSetupError(f"tracker must be one of {AUTO}, {', '.join(BACKENDS)}, got {options.backend!r}")
     installed = mediapipe_version()
     if installed is None:
         raise TrackerSetupError("mediapipe is not installed: pip install mediapipe==0.10.21 (tracker=legacy) "
@@ -331,10 +356,12 @@ def check_backend(options: HolisticOptions) -> None:
     v = _version_tuple(installed)
     if options.backend == "legacy":
         if v >= LEGACY_LAST_EXCLUSIVE:
+            older = ("a Python 3.11/3.12 install (Python 3.13 has no mediapipe wheel before 0.10.30)"
+                     if sys.version_info >= (3, 13) else "pip install mediapipe==0.10.21")
             raise TrackerSetupError(
                 f"tracker=legacy needs mp.solutions.holistic, which mediapipe removed in "
                 f"{_fmt(LEGACY_LAST_EXCLUSIVE)} (installed: {installed}). Use tracker=tasks "
-                f"model_asset=<holistic_landmarker.task>, or pip install mediapipe==0.10.21")
+                f"model_asset=<holistic_landmarker.task>, or {older}")
         check_model_available(options.model_complexity)
         return
     if v < TASKS_FIRST:

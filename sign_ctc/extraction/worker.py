@@ -20,7 +20,7 @@ import numpy as np
 
 from sign_ctc.extraction.discover import WorkItem
 from sign_ctc.extraction.frames import FrameSourceError, frame_files, rgb_image_frames, rgb_video_frames
-from sign_ctc.extraction.header import extraction_header
+from sign_ctc.features.header import extraction_header
 from sign_ctc.extraction.tracker import (  # noqa: F401  (re-exported: the legacy model checks lived here)
     MODEL_URL,
     POSE_MODELS,

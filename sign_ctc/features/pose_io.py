@@ -25,10 +25,9 @@ import numpy as np
 
 from sign_ctc.atomic import write_bytes_atomic
 from sign_ctc.features import skeletons
+from sign_ctc.features.header import holistic_header
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
-
-WORLD_COMPONENT = "POSE_WORLD_LANDMARKS"
 
 
 class PoseFileError(ValueError):
@@ -116,18 +115,6 @@ def _convert(pose, source: str) -> tuple[Landmarks, int]:
     return Landmarks(points=points, presence=presence, fps=float(pose.body.fps), skeleton=skeleton.name), nonfinite
 
 
-def holistic_header(width: int, height: int, world: bool = False, refined_face: bool = False):
-    """pose-format's own Holistic header, so our files match `video_to_pose` output."""
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-    from pose_format.utils.holistic import holistic_components  # imports mediapipe: lazy
-
-    components = holistic_components(additional_face_points=10 if refined_face else 0)
-    if not world:
-        components = [c for c in components if c.name != WORLD_COMPONENT]
-    return PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=width, height=height, depth=0),
-                      components=components)
-
-
 def pose_from_landmarks(lm: Landmarks, width: int, height: int):
     """Build a pose-format ``Pose`` (543 points, pixel x/y) from unit-coordinate landmarks."""
     from pose_format import Pose
@@ -143,7 +130,7 @@ def pose_from_landmarks(lm: Landmarks, width: int, height: int):
     mask = np.repeat((conf == 0)[..., None], 3, axis=-1)
     body = NumPyPoseBody(fps=lm.fps, data=np.ma.masked_array(data[:, None], mask=mask[:, None]),
                          confidence=conf[:, None])
-    return Pose(holistic_header(width, height), body)
+    return Pose(holistic_header(width, height), body)  # pose-format's, or its recorded copy without mp.solutions
 
 
 def write_pose_atomic(pose, path: str | os.PathLike) -> None:

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+SWEEPER_PLUGIN = "hydra_plugins.hydra_optuna_sweeper"
+
+
+def optuna_sweeper_error(overrides: Sequence[str]) -> str | None:
+    """Why ``hparams_search=optuna`` (among ``overrides``) cannot run here, or None when it can or is not asked.
+
+    The sweeper (hydra-optuna-sweeper 1.3.0) needs optuna 2.10, whose SQLite storage needs SQLAlchemy
+    1.4, which publishes no Python 3.13 wheel: pyproject installs the four on Python 3.11 and 3.12 only.
+    """
+    if not any(re.fullmatch(r"\+{0,2}hparams_search=optuna", arg) for arg in overrides):
+        return None
+    if importlib.util.find_spec(SWEEPER_PLUGIN) is not None:
+        return None
+    if sys.version_info >= (3, 13):
+        why = (f"SQLAlchemy 1.4 (optuna 2.10's SQLite storage) has no wheel for Python "
+               f"{sys.version_info.major}.{sys.version_info.minor}, so the package installs the sweeper on "
+               f"Python 3.11 and 3.12 only; run the search there")
+    else:
+        why = "it is not installed here (pip install hydra-optuna-sweeper==1.3.0 optuna==2.10.1 SQLAlchemy==1.4.54)"
+    return (f"hparams_search=optuna needs the Optuna sweeper (hydra-optuna-sweeper, optuna 2.10), which cannot be "
+            f"imported: {why}. A grid sweep needs no plugin: sign-ctc-train -m key=a,b")
 
 
 def optuna_storage(path: str, study_name: str | None = None) -> str:
