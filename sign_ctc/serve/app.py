@@ -142,7 +142,7 @@ def create_app(settings: Settings) -> Any:
                 await worker
             except (asyncio.CancelledError, Exception):
                 pass
-            del app.state.sessions[number]
             await to_thread.run_sync(session.close)
+            del app.state.sessions[number]  # the last reference: the recognizer's state goes with it
 
     return app

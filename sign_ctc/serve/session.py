@@ -78,9 +78,12 @@ class Session:
         self.frames = self.dropped = self.undecodable = 0
 
     def close(self) -> None:
+        """Free the tracker's graph and the recognizer's state now (a worker thread may still hold a
+        reference to this session from its last call)."""
         if self.tracker is not None:
             self.tracker.close()
         self.tracker = None
+        self.recognizer = None  # type: ignore[assignment]
 
     def _timed(self, glosses: list[TimedGloss]) -> list[dict[str, Any]]:
         """Glosses as sent: with ``frame``, the index of the gloss's last input frame (for latency)."""
