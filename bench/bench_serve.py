@@ -87,7 +87,7 @@ def server_costs(frames: list[np.ndarray], repeats: int = 2) -> dict[str, Any]:
     return out
 
 
-def page_run(ckpt: Path, fps: int, seconds: float, work: Path) -> dict[str, Any]:
+def page_run(ckpt: Path, fps: int, seconds: float, work: Path, screenshot: Path | None = None) -> dict[str, Any]:
     frames = video_frames()
     empty = np.zeros_like(frames[0])
     pause = fps + 5  # a pause (1 s, the default) ends each pass's segment
@@ -112,6 +112,8 @@ def page_run(ckpt: Path, fps: int, seconds: float, work: Path) -> dict[str, Any]
                                     " lat: signCtc.latencies, glat: signCtc.glossLatencies,"
                                     " glosses: signCtc.committed.length, sent: signCtc.sent}")
         errors = console_errors(driver)
+        if screenshot is not None:
+            driver.save_screenshot(str(screenshot))
     finally:
         if driver is not None:
             driver.quit()
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each camera rate is measured")
     parser.add_argument("--fps", type=int, nargs="+", default=[30, 15], help="fake camera frame rates")
     parser.add_argument("--name", default="serve", help="results file name (bench/results/<name>.json)")
+    parser.add_argument("--screenshot", type=Path, default=None, help="save the page at the end of the first rate")
     args = parser.parse_args()
     reason = chromium_missing()
     if reason:
@@ -144,7 +147,8 @@ def main() -> None:
     result["page"] = []
     for fps in args.fps:
         with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
-            run = page_run(args.ckpt.resolve(), fps, args.seconds, Path(tmp))
+            shot = args.screenshot.resolve() if args.screenshot and fps == args.fps[0] else None
+            run = page_run(args.ckpt.resolve(), fps, args.seconds, Path(tmp), shot)
         print(f"camera {fps} fps: frame latency {run['frame_latency']}, gloss latency {run['gloss_latency']}, "
               f"{run['sustained_fps']} fps sustained, {run['dropped']} of {run['frames']} dropped", flush=True)
         result["page"].append(run)

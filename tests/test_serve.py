@@ -126,6 +126,7 @@ def test_eight_concurrent_clients_each_get_their_own_glosses(server, module) -> 
 GARBAGE = {
     b"": "binary message must start with",
     b"\x00\x01garbage": "binary message must start with",
+    b"Dx": "that one byte",
     b"L" + b"\x00" * 1001: "expected k * 6520 bytes",
     b"L" + np.full((1, 543, 3), np.nan, "<f4").tobytes() + b"\x01" * 4: "NaN or infinite",
     b"L" + np.zeros((1, 543, 3), "<f4").tobytes() + b"\x02" * 4: "presence bytes must be 0 or 1",

@@ -17,7 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from sign_ctc.serve.limits import FRAME, LANDMARKS, MessageError, check_size, parse_command, parse_landmarks
+from sign_ctc.serve.limits import DROPPED, FRAME, LANDMARKS, MessageError, check_size, parse_command, parse_landmarks
 from sign_ctc.serve.session import Item, Session, Settings
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,13 @@ def to_item(message: dict[str, Any], settings: Settings) -> Item:
     data, text = message.get("bytes"), message.get("text")
     if data is not None:
         check_size(len(data), limits)
-        if not data or data[0] not in (FRAME, LANDMARKS):
-            raise MessageError("binary message must start with b'F' (an encoded frame) or b'L' (landmarks)")
+        if not data or data[0] not in (FRAME, LANDMARKS, DROPPED):
+            raise MessageError("binary message must start with b'F' (an encoded frame), b'L' (landmarks) "
+                               "or b'D' (a frame not sent)")
+        if data[0] == DROPPED:
+            if len(data) != 1:
+                raise MessageError("a b'D' message is that one byte")
+            return Item("dropped")
         if data[0] == LANDMARKS:
             points, presence = parse_landmarks(data[1:], limits)
             return Item("landmarks", points=points, presence=presence)
@@ -132,6 +137,7 @@ def create_app(settings: Settings) -> Any:
                                  "max_message_bytes": settings.limits.max_message_bytes,
                                  "max_pixels": settings.limits.max_pixels,
                                  "max_landmark_frames": settings.limits.max_landmark_frames,
+                                 "max_lag_frames": settings.limits.max_lag_frames,
                                  "frame_format": settings.frame_format}})
             await conn.receive()
         except WebSocketDisconnect:

@@ -3,6 +3,8 @@
 The page sends binary WebSocket messages whose first byte says what follows:
 
 - ``F`` + an encoded image (JPEG, PNG or WebP): one video frame, tracked on the server;
+- ``D`` alone: a frame the page shown but did not send (the server was ``max_lag_frames`` behind): its
+  place in the stream is kept by the last landmarks;
 - ``L`` + ``k`` frames of landmarks: float32 little-endian ``[k, 543, 3]`` (unit image coordinates, 0
   where undetected) then uint8 ``[k, 4]`` part presence (pose, left hand, right hand, face), as the
   extractor and the store give them (a client that tracks on its own side, and the tests);
@@ -24,7 +26,7 @@ import numpy as np
 
 from sign_ctc.features.layout import NUM_POINTS
 
-FRAME, LANDMARKS = ord("F"), ord("L")
+FRAME, LANDMARKS, DROPPED = ord("F"), ord("L"), ord("D")
 POINT_BYTES = NUM_POINTS * 3 * 4  # float32 [543, 3]
 PRESENCE_BYTES = 4
 COMMANDS = ("hello", "end", "clear")

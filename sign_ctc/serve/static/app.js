@@ -129,17 +129,23 @@ function grabFrame() {
     if (video.currentTime === lastTime) return;
     lastTime = video.currentTime;
   }
+  const index = state.sent++;
+  shownAt.set(index, performance.now());
+  // Bounded waiting: beyond max_lag_frames unanswered (encoding, on the way or tracked), this frame is not
+  // encoded; a one-byte "D" keeps its place in the stream so times stay true (the server counts it).
+  if (index - state.processed >= (limits ? limits.max_lag_frames : 30)) {
+    sendChain = sendChain.then(() => send(new Uint8Array([68])));
+    return;
+  }
   let w = video.videoWidth, h = video.videoHeight;
   const scale = Math.min(1, Math.sqrt((limits ? limits.max_pixels : 2073600) / (w * h)));
   w = Math.floor(w * scale); h = Math.floor(h * scale);
   if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
   grab.getContext("2d").drawImage(video, 0, 0, w, h);
-  const index = state.sent++;
-  shownAt.set(index, performance.now());
   const format = limits && limits.frame_format === "jpeg" ? ["image/jpeg", 0.9] : ["image/png"];
   const blob = new Promise((resolve) => grab.toBlob(resolve, ...format));
   sendChain = sendChain.then(() => blob).then(async (b) => {
-    if (!b) return;
+    if (!b) { send(new Uint8Array([68])); return; }
     const body = new Uint8Array(await b.arrayBuffer()), message = new Uint8Array(body.length + 1);
     message[0] = 70;  // "F": an encoded frame
     message.set(body, 1);
