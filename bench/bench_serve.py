@@ -9,8 +9,8 @@ between short empty stretches, so segments end and glosses commit), and the page
 collected for ``--seconds``:
 - **frame latency**: a frame shown in the browser -> its skeleton drawn (the server tracked it);
 - **gloss latency**: a gloss's last frame shown -> the gloss on the page (includes the model's look-ahead);
-- **sustained fps**: frames the server answered per second, and the frames it dropped (camera faster than
-  the tracker), over the whole run;
+- **sustained fps**: frames tracked and answered per second, and the frames skipped (camera faster than
+  the tracker: more than ``max_lag_frames`` unanswered), over the whole run;
 - **per frame on the server**, beside it: decoding a PNG and a JPEG frame (what the page sends) and MediaPipe.
 Browser, server and tracker share this machine's cores. Results: bench/results/serve.json.
 """
@@ -124,7 +124,7 @@ def page_run(ckpt: Path, fps: int, seconds: float, work: Path, screenshot: Path 
     return {
         "camera_fps": fps, "seconds": round(wall, 1),
         "frame_latency": pct(end["lat"][start["n"]:]), "gloss_latency": pct(end["glat"][start["g"]:]),
-        "sustained_fps": round(frames_done / wall, 2), "frames": frames_done,
+        "sustained_fps": round((frames_done - (end["d"] - start["d"])) / wall, 2), "frames": frames_done,
         "dropped": end["d"] - start["d"], "dropped_fraction": round((end["d"] - start["d"]) / max(frames_done, 1), 3),
         "glosses_on_page": end["glosses"], "console_errors": len(errors),
     }

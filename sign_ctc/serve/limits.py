@@ -46,7 +46,7 @@ class Limits:
     max_message_bytes: int = 2 * 1024 * 1024
     max_pixels: int = 1920 * 1080
     max_landmark_frames: int = 256
-    max_lag_frames: int = 30
+    max_lag_frames: int = 8
     min_fps: float = 1.0
     max_fps: float = 120.0
 

@@ -13,7 +13,7 @@ const WINDOW = 30;  // readouts: the median of the last WINDOW measurements
 
 // What the page shows, also read by the browser test and the benchmark.
 const state = window.signCtc = {
-  ready: false, committed: [], tentative: [], sent: 0, processed: 0, dropped: 0, segments: 0,
+  ready: false, streamFps: null, committed: [], tentative: [], sent: 0, processed: 0, dropped: 0, segments: 0,
   latencies: [], glossLatencies: [], fps: null, errors: [], ended: false, source: null,
 };
 let ws = null, limits = null, shownAt = new Map(), processedTimes = [], sendChain = Promise.resolve();
@@ -42,7 +42,8 @@ function onMessage(msg) {
     console.warn("server:", msg.message);
     return;
   }
-  if (msg.type === "cleared" || msg.type === "hello") return;
+  if (msg.type === "hello") { state.streamFps = msg.fps; return; }
+  if (msg.type === "cleared") return;
   if (msg.type !== "update") return;
   const now = performance.now();
   if (msg.points) {
@@ -133,7 +134,7 @@ function grabFrame() {
   shownAt.set(index, performance.now());
   // Bounded waiting: beyond max_lag_frames unanswered (encoding, on the way or tracked), this frame is not
   // encoded; a one-byte "D" keeps its place in the stream so times stay true (the server counts it).
-  if (index - state.processed >= (limits ? limits.max_lag_frames : 30)) {
+  if (index - state.processed >= (limits ? limits.max_lag_frames : 8)) {
     sendChain = sendChain.then(() => send(new Uint8Array([68])));
     return;
   }
