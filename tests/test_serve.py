@@ -234,13 +234,20 @@ def test_host_defaults_to_loopback_and_warns_otherwise(tmp_path: Path, tiny_ckpt
     assert "warning: host=0.0.0.0 serves the page" in err
 
 
-def test_bad_arguments_get_one_clear_error(tmp_path: Path) -> None:
+def test_bad_arguments_get_one_clear_error(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    """The command's checks, in this process (sign-ctc-serve's run() on the composed config): exit 2 and
+    one line that says what to give."""
+    from sign_ctc.cli.serve import run
+    from tests.helpers import compose_cfg
+
     for args, says in ((["ckpt_path=/nowhere/best.ckpt"], "checkpoint not found: /nowhere/best.ckpt"),
                        (["model_path=best.onnx"], "cannot stream; give ckpt_path"),
-                       ([], "give ckpt_path")):
-        proc = subprocess.run([sys.executable, "-m", "sign_ctc.cli.serve", *args, f"hydra.run.dir={tmp_path}"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+                       ([], "give ckpt_path"),
+                       ([f"ckpt_path={__file__}", "frame_format=gif"], "frame_format must be png or jpeg"),
+                       ([f"ckpt_path={__file__}"], "is not a training checkpoint")):
+        assert run(compose_cfg("serve", args, tmp_path, cache_dir)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("serve: error: ") and says in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import pickle
 import socket
 import sys
 from pathlib import Path
@@ -69,15 +70,19 @@ def settings_from(cfg: DictConfig):
         raise ValueError("give ckpt_path=<checkpoint of a streaming model, e.g. the student>")
     if not Path(str(cfg.ckpt_path)).is_file():
         raise FileNotFoundError(f"checkpoint not found: {cfg.ckpt_path}")
+    if cfg.frame_format not in ("png", "jpeg"):
+        raise ValueError(f"frame_format must be png or jpeg, got {cfg.frame_format!r}")
     options = HolisticOptions(model_complexity=int(cfg.model_complexity), refine_face=bool(cfg.refine_face),
                               backend=str(cfg.tracker), model_asset=cfg.get("model_asset"))
     check_backend(options)
-    module = load_module(cfg.ckpt_path).eval()
+    try:
+        module = load_module(cfg.ckpt_path).eval()
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{cfg.ckpt_path} is not a training checkpoint ({first})") from None
     reason = stream_refusal(module)
     if reason:
         raise NotStreamableError(f"this model cannot stream: {reason}")
-    if cfg.frame_format not in ("png", "jpeg"):
-        raise ValueError(f"frame_format must be png or jpeg, got {cfg.frame_format!r}")
     limits = Limits(**{k: int(v) for k, v in cfg.limits.items()})
     return Settings(module=module, tracker=options, limits=limits, fps=float(cfg.fps) if cfg.fps else None,
                     default_fps=float(cfg.default_fps),
