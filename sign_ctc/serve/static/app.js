@@ -1,6 +1,8 @@
 // sign-ctc live demo page: shows the camera or a chosen video, sends each shown frame to the
 // server over one WebSocket (PNG: the tracker sees the very pixels shown; JPEG where set), draws the skeleton the server tracked and the glosses it recognized.
 // Latency: a frame shown -> its skeleton drawn, and a gloss's last frame shown -> the gloss on the page.
+// A camera runs on: frames beyond max_lag_frames unanswered are skipped. A video file pauses instead, so
+// every frame is recognized, as sign-ctc-live does with a file.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -64,6 +66,7 @@ function onMessage(msg) {
   if (msg.dropped !== undefined) state.dropped = msg.dropped;
   if (msg.segments !== undefined) state.segments = msg.segments;
   if (msg.ended) state.ended = true;
+  if (waiting && state.sent - state.processed <= 1) { waiting = false; video.play(); }
   for (const key of shownAt.keys()) { if (key < state.processed - 300) shownAt.delete(key); else break; }
   render();
 }
@@ -123,7 +126,7 @@ function scheduleGrab() {
   }
 }
 
-let lastTime = -1;
+let lastTime = -1, waiting = false;
 function grabFrame() {
   if (!state.ready || video.readyState < 2 || !video.videoWidth) return;
   if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) {  // one send per new frame only
@@ -132,9 +135,13 @@ function grabFrame() {
   }
   const index = state.sent++;
   shownAt.set(index, performance.now());
-  // Bounded waiting: beyond max_lag_frames unanswered (encoding, on the way or tracked), this frame is not
-  // encoded; a one-byte "D" keeps its place in the stream so times stay true (the server counts it).
-  if (index - state.processed >= (limits ? limits.max_lag_frames : 8)) {
+  // Bounded waiting: beyond max_lag_frames unanswered (encoding, on the way or tracked), a camera frame is
+  // not encoded; a one-byte "D" keeps its place in the stream so times stay true (the server counts it).
+  // A video file pauses instead (and plays on when the server has caught up): no frame is lost.
+  const lag = index - state.processed, maxLag = limits ? limits.max_lag_frames : 8;
+  if (state.source === "file" && lag >= maxLag - 1 && !video.paused) {
+    video.pause(); waiting = true;
+  } else if (state.source !== "file" && lag >= maxLag) {
     sendChain = sendChain.then(() => send(new Uint8Array([68])));
     return;
   }
