@@ -68,17 +68,17 @@ def landmarks_message(points: np.ndarray, presence: np.ndarray) -> bytes:
     return b"L" + points.astype("<f4").tobytes() + presence.astype(np.uint8).tobytes()
 
 
-def expected(module, points, presence) -> list[dict]:
+def expected(module, points, presence, chunk: int = CHUNK) -> list[dict]:
     """What a StreamingRecognizer fed the same chunks commits (glosses with times)."""
     rec = StreamingRecognizer(module, fps=FPS, pause_frames=round(FPS))
     out = []
-    for i in range(0, len(points), CHUNK):
-        out += rec.push(points[i : i + CHUNK], presence[i : i + CHUNK]).committed
+    for i in range(0, len(points), chunk):
+        out += rec.push(points[i : i + chunk], presence[i : i + chunk]).committed
     out += rec.end().committed
     return [g.as_dict() for g in out]
 
 
-def stream(url: str, points, presence, errors: list | None = None) -> list[dict]:
+def stream(url: str, points, presence, errors: list | None = None, chunk: int = CHUNK) -> list[dict]:
     """One client: hello, the landmarks in chunks, end; the committed glosses (without the frame index)."""
     from websockets.sync.client import connect
 
@@ -86,8 +86,8 @@ def stream(url: str, points, presence, errors: list | None = None) -> list[dict]
     with connect(url, max_size=None) as ws:
         assert json.loads(ws.recv())["type"] == "ready"
         ws.send(json.dumps({"type": "hello", "fps": FPS}))
-        for i in range(0, len(points), CHUNK):
-            ws.send(landmarks_message(points[i : i + CHUNK], presence[i : i + CHUNK]))
+        for i in range(0, len(points), chunk):
+            ws.send(landmarks_message(points[i : i + chunk], presence[i : i + chunk]))
         ws.send(json.dumps({"type": "end"}))
         while True:
             msg = json.loads(ws.recv())
@@ -121,6 +121,17 @@ def test_eight_concurrent_clients_each_get_their_own_glosses(server, module) -> 
     while app.state.sessions and time.time() < deadline:
         time.sleep(0.02)
     assert app.state.sessions == {}
+
+
+def test_a_client_sending_faster_than_recognition_is_held_back_not_dropped(server, module) -> None:
+    """Frame by frame, 57 messages at once: more than the inbox holds (the socket is not read meanwhile);
+    every frame is recognized, the glosses as a recognizer fed frame by frame."""
+    from sign_ctc.serve.app import INBOX_LIMIT
+
+    url, _ = server
+    points, presence = inputs(1)[0]
+    assert len(points) > 2 * INBOX_LIMIT
+    assert stream(url, points, presence, chunk=1) == expected(module, points, presence, chunk=1)
 
 
 GARBAGE = {

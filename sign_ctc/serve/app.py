@@ -21,6 +21,9 @@ from sign_ctc.serve.limits import DROPPED, FRAME, LANDMARKS, MessageError, check
 from sign_ctc.serve.session import Item, Session, Settings
 
 log = logging.getLogger(__name__)
+# Items a client may have waiting; past it the socket is not read until the worker catches up (TCP holds
+# the sender back), so a client streaming landmarks faster than they are recognized cannot fill memory.
+INBOX_LIMIT = 16
 
 
 def static_dir() -> Path:
@@ -61,6 +64,7 @@ class Connection:
         self.inbox: deque[Item] = deque()
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
+        self.room = asyncio.Event()
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -81,6 +85,9 @@ class Connection:
                 waiting = [i for i, it in enumerate(self.inbox) if it.kind == "frame"]
                 if len(waiting) >= self.settings.limits.max_lag_frames:
                     self.inbox[waiting[0]] = Item("dropped")
+            while len(self.inbox) >= INBOX_LIMIT:
+                self.room.clear()
+                await self.room.wait()
             self.inbox.append(item)
             self.wake.set()
 
@@ -92,6 +99,7 @@ class Connection:
             self.wake.clear()
             while self.inbox:
                 item = self.inbox.popleft()
+                self.room.set()
                 try:
                     replies = await to_thread.run_sync(self.session.process, item)
                 except MessageError as err:
