@@ -13,7 +13,11 @@ Measured in one run, on this machine (results: bench/results/live.json):
   p95), split into the look-ahead and compute, and the real-time factor;
 - **an endless stream**: the checkpoint's test sentences joined with resting frames (the signer's pose
   and face held, hands down, 1.5 s) to ``--minutes`` of signing, recognized in one stream: its WER
-  against the sentence-by-sentence WER, RSS growth and the real-time factor.
+  against the sentence-by-sentence WER, RSS growth and the real-time factor;
+- **the page's path** (``--page-seconds``, needs Debian's chromium): ``sign-ctc-serve`` with headless
+  Chromium's fake camera at 30 fps, through :mod:`bench_serve`: a frame shown in the browser -> its
+  skeleton, a gloss's last frame shown -> the gloss on the page (median, p95), and the fps the page
+  sustains (``python bench/bench_serve.py`` measures it alone, at 30 and 15 fps, into serve.json).
 """
 
 from __future__ import annotations
@@ -218,6 +222,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the endless-stream test")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the video for per-frame figures")
     parser.add_argument("--smoke", action="store_true", help="a short run (1 minute stream, 1 repeat)")
+    parser.add_argument("--page-seconds", type=float, default=0.0,
+                        help="also measure the live page in headless Chromium for this long (bench_serve.py); 0: not")
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.repeats = min(args.minutes, 1.0), 1
@@ -248,6 +254,14 @@ def main() -> None:
         result["live_at_25fps"] = end_to_end(args.ckpt, 25.0, Path(tmp) / "a")
         result["live_at_video_fps"] = end_to_end(args.ckpt, None, Path(tmp) / "b")
     result["endless_stream"] = long_stream(module, args.minutes)
+    if args.page_seconds > 0:
+        import bench_serve
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result["page_at_30fps"] = bench_serve.page_run(args.ckpt.resolve(), 30, args.page_seconds, Path(tmp))
+        p = result["page_at_30fps"]
+        print(f"page at 30 fps: frame latency {p['frame_latency']}, gloss latency {p['gloss_latency']}, "
+              f"{p['sustained_fps']} fps sustained")
     for key in ("mediapipe_per_frame", "recognizer_per_frame", "greedy_decoder_per_frame", "sliding_window_16_per_frame"):
         print(f"{key:32s} median {result[key]['median_ms']:8.3f} ms  p95 {result[key]['p95_ms']:8.3f} ms")
     print(f"sliding window / ours: {result['sliding_window_over_ours']}x compute per frame")

@@ -160,9 +160,12 @@ def _wheel_venv(tmp: Path, python: str = sys.executable) -> tuple[Path, Path]:
 def test_wheel_runs_from_an_empty_folder(tmp_path: Path, version: str) -> None:
     bin_dir, wheel = _wheel_venv(tmp_path, _python_for(version))
     with zipfile.ZipFile(wheel) as zf:
-        shipped = _yaml_files(zf.namelist())
+        names = zf.namelist()
+        shipped = _yaml_files(names)
     in_checkout = {str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")}
     assert shipped == in_checkout and "hydra/launcher/slurm.yaml" in shipped
+    static = CONF.parent / "serve" / "static"  # the live page works from the wheel, not only a checkout
+    assert {f"sign_ctc/serve/static/{p.name}" for p in static.iterdir()} <= set(names)
 
     work = tmp_path / "work"
     work.mkdir()
