@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.pauses import PauseSegmenter, Step
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.streaming.greedy import GreedyStream, TimedGloss
+
+if TYPE_CHECKING:
+    from sign_ctc.streaming.onnx_net import OnnxStreamingNet
 
 HISTORY = 4  # frames the temporal features look back on (layout.TEMPORAL_LAGS)
 
@@ -67,14 +70,22 @@ class StreamingRecognizer:
     """One stream's recognizer. ``fps``: the input frame rate (for times); ``pause_frames``: frames
     without a hand that end a segment (None: one segment, as a whole sentence)."""
 
-    def __init__(self, module: CTCModule, fps: float = 25.0, pause_frames: int | None = 25,
+    def __init__(self, module: CTCModule | OnnxStreamingNet, fps: float = 25.0, pause_frames: int | None = 25,
                  tentative: bool = True):
-        reason = stream_refusal(module)
-        if reason:
-            raise NotStreamableError(f"this model cannot stream: {reason}")
-        self.module = module.eval()
-        self.net = module.net
-        self.normalizer = module.normalizer
+        """``module``: a checkpoint's CTCModule (its normalizer, then ``net.step``), or a streaming export
+        (:class:`~sign_ctc.streaming.onnx_net.OnnxStreamingNet`: normalizer and net in one graph, so it
+        takes the features before normalization); everything after the model is the same for both."""
+        if getattr(module, "normalizes", False):
+            self.module = None
+            self.net = module
+            self.normalizer = None
+        else:
+            reason = stream_refusal(module)
+            if reason:
+                raise NotStreamableError(f"this model cannot stream: {reason}")
+            self.module = module.eval()
+            self.net = module.net
+            self.normalizer = module.normalizer
         self.vocab = module.vocab
         self.fps = float(fps)
         self.stride = int(self.net.total_stride)
@@ -90,6 +101,13 @@ class StreamingRecognizer:
         from sign_ctc.models.checkpoint import load_module
 
         return cls(load_module(path), **kwargs)
+
+    @classmethod
+    def from_exported(cls, path: str | Path, **kwargs: Any) -> StreamingRecognizer:
+        """A streaming ONNX export (``sign-ctc-export ... streaming=true``) run by onnxruntime."""
+        from sign_ctc.streaming.onnx_net import OnnxStreamingNet
+
+        return cls(OnnxStreamingNet.load(path), **kwargs)
 
     def _reset(self) -> None:
         """A new segment: no history, fresh states; its times count from the next frame fed."""
@@ -120,7 +138,9 @@ class StreamingRecognizer:
     @torch.no_grad()
     def _model(self, points: torch.Tensor, presence: torch.Tensor, final: bool) -> torch.Tensor:
         """Log-probs [k', C] of the output frames these frames make final (``final``: the segment ends)."""
-        if points.shape[0]:
+        if points.shape[0] and self.normalizer is None:  # the net normalizes (a streaming export)
+            x = self._features(points, presence)
+        elif points.shape[0]:
             x, self.norm_state = self.normalizer.stream(self._features(points, presence), presence[None],
                                                         self.norm_state)
         else:
