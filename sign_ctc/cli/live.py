@@ -294,10 +294,10 @@ def run(cfg: DictConfig) -> int:
         check_backend(options)
         cap, source_fps, live = open_source(cfg.source)
         fps = float(cfg.fps or source_fps or 25.0)
-        options = {"fps": fps, "tentative": bool(cfg.tentative),
-                   "pause_frames": max(1, round(float(cfg.pause_seconds) * fps)) if cfg.pause_seconds else None}
-        rec = (StreamingRecognizer.from_exported(cfg.model_path, **options) if cfg.get("model_path")
-               else StreamingRecognizer.from_checkpoint(cfg.ckpt_path, **options))
+        settings = {"fps": fps, "tentative": bool(cfg.tentative),
+                    "pause_frames": max(1, round(float(cfg.pause_seconds) * fps)) if cfg.pause_seconds else None}
+        rec = (StreamingRecognizer.from_exported(cfg.model_path, **settings) if cfg.get("model_path")
+               else StreamingRecognizer.from_checkpoint(cfg.ckpt_path, **settings))
         tracker = make_tracker(options)
         warm_up(cap, tracker, live)
     except (SourceError, NotStreamableError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
