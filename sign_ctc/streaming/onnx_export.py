@@ -9,7 +9,10 @@ an ONNX graph with such data-dependent shapes is fragile in every runtime. Here 
 a buffer of a fixed number of its input frames, and every call returns ``chunk_frames / S`` output frames
 with a ``valid`` flag each. The price is a fixed delay: the first ``delay`` output rows of a stream are
 not real frames (``out_valid`` = 0), and the end of a stream is flushed by chunks of frames marked
-``valid`` = 0, which act exactly as the whole sentence's right padding.
+``valid`` = 0, which act exactly as the whole sentence's right padding. A stream starts with ``lead``
+frames marked ``valid`` = 0 (copies of its first frame, so the normalizer's history is the first frame
+held, as the layout's): they put the chunk ends where output windows complete, so the look-ahead is the
+PyTorch stream's (6 frames with the defaults) instead of up to a chunk more.
 
 How it stays exact. A layer with kernel ``K``, stride ``s`` and padding ``P`` emits output ``j`` from its
 input frames ``s*j - P .. s*j - P + K - 1``. Each layer keeps ``K - s + e`` frames (``e`` >= 0 chosen so
@@ -76,6 +79,7 @@ class ChunkRules:
     strides: tuple[int, ...]
     stages: tuple[StageRule, ...]
     delay: int  # output rows of a stream before its first real output frame (out_valid 0)
+    lead: int = 0  # frames (copies of the first, valid 0) a stream starts with, to align chunks with windows
 
     @property
     def total_stride(self) -> int:
@@ -96,26 +100,34 @@ class ChunkRules:
 
     @property
     def lookahead_frames(self) -> int:
-        """Input frames past the last one an output frame stands for until it comes out (worst case): the
-        layers' delay and the wait for a full chunk (the PyTorch stream's ``lookahead_frames`` or more)."""
-        return self.delay * self.total_stride + self.chunk_frames - self.total_stride
+        """Input frames past the last one an output frame stands for until it comes out (worst case over the
+        output frames): the layers' reach, and the wait for the chunk to fill (the PyTorch stream's
+        ``lookahead_frames`` or more). Output ``j`` is row ``j + delay`` of the stream, in chunk
+        ``(j + delay) // out_per_chunk``, which is complete once real frame ``(chunk + 1) * C - 1 - lead`` came."""
+        S, n = self.total_stride, self.out_per_chunk
+        return max(((j + self.delay) // n + 1) * self.chunk_frames - 1 - self.lead - (j * S + S - 1)
+                   for j in range(n))
 
     @property
     def max_flush_chunks(self) -> int:
         """Chunks of invalid frames that always suffice, after the one holding the last real frame, to bring
         every output frame out (the output positions repeat with a period of one chunk)."""
         worst = 0
-        for n in range(1, 2 * self.chunk_frames + 1):
-            last_chunk = (n - 1) // self.chunk_frames
-            worst = max(worst, (self.output_frames(n) - 1 + self.delay) // self.out_per_chunk - last_chunk)
+        for frames in range(1, 2 * self.chunk_frames + 1):
+            last_chunk = (frames - 1 + self.lead) // self.chunk_frames
+            worst = max(worst, (self.output_frames(frames) - 1 + self.delay) // self.out_per_chunk - last_chunk)
         return worst
 
 
 def chunk_rules(net: nn.Module, chunk_frames: int | None = None) -> ChunkRules:
-    """The chunk rules of a streaming student. Layer ``l``'s first new input frame is its frame ``-d_l``
-    (``d`` counts the not-yet-real frames in front); with ``M`` carried frames a chunk's first window starts
-    at frame ``-d_l - M``, which must be an offline window start ``s*j - P``: ``e`` is the least that
-    makes ``d_l + M - P`` a multiple of ``s``, and then ``d_{l+1} = (d_l + M - P) / s``."""
+    """The chunk rules of a streaming student with the least look-ahead.
+
+    Layer ``l``'s first new input frame is its frame ``-d_l`` (``d`` counts the frames in front that are
+    not real: ``d_0`` is the stream's lead); with ``M`` carried frames a chunk's first window starts at
+    frame ``-d_l - M``, which must be an offline window start ``s*j - P``: ``e`` is the least that makes
+    ``d_l + M - P`` a multiple of ``s``, and then ``d_{l+1} = (d_l + M - P) / s``. The lead (0 .. C-1
+    frames) shifts where chunks end against where output windows complete: the one with the least
+    look-ahead is taken (with the defaults, 2 frames give the PyTorch stream's 6)."""
     S = int(net.total_stride)
     C = int(chunk_frames) if chunk_frames else S
     if C <= 0 or C % S:
@@ -123,16 +135,19 @@ def chunk_rules(net: nn.Module, chunk_frames: int | None = None) -> ChunkRules:
     widths = [net.fusion.fuse[1].out_features]
     for conv in net.convs:
         widths += [conv.conv.out_channels, conv.conv.out_channels]
-    stages, d = [], 0
-    for (window, _), channels in zip(net._stages(), widths):
-        base = window.kernel - window.stride
-        extra = -(d + base - window.padding) % window.stride
-        if base + extra == 0:  # a 1-wide layer: carry one stride of frames (no empty tensors in the graph)
-            extra = window.stride
-        carried = base + extra
-        stages.append(StageRule(window.kernel, window.stride, window.padding, window.pad_value, channels, carried))
-        d = (d + carried - window.padding) // window.stride
-    return ChunkRules(C, tuple(net.strides), tuple(stages), d)
+    options = []
+    for lead in range(C):
+        stages, d = [], lead
+        for (window, _), channels in zip(net._stages(), widths):
+            base = window.kernel - window.stride
+            extra = -(d + base - window.padding) % window.stride
+            if base + extra == 0:  # a 1-wide layer: carry one stride of frames (no empty tensors in the graph)
+                extra = window.stride
+            carried = base + extra
+            stages.append(StageRule(window.kernel, window.stride, window.padding, window.pad_value, channels, carried))
+            d = (d + carried - window.padding) // window.stride
+        options.append(ChunkRules(C, tuple(net.strides), tuple(stages), d, lead))
+    return min(options, key=lambda rules: (rules.lookahead_frames, rules.lead))
 
 
 def state_spec(rules: ChunkRules, lstm_hidden: int) -> list[dict[str, Any]]:
@@ -345,13 +360,15 @@ def export_streaming(ckpt_path: str | Path, out: str | Path | None = None, chunk
                 "out_valid": f"float32 [1, {rules.out_per_chunk}]: 1 where the row is one of the stream's output "
                              "frames (in order); rows with 0 are dropped",
             },
+            "lead_frames": rules.lead,
+            "start_of_stream": ("start from the initial state, and put lead_frames copies of the stream's first "
+                                "frame (its features and presence), with valid = 0, before it"),
             "output_delay_rows": rules.delay,
             "lookahead_frames": rules.lookahead_frames,
             "end_of_stream": ("pad the last partial chunk with valid = 0 frames, then run chunks of valid = 0 frames "
                               "until output_frames(n) rows with out_valid = 1 have come out in all (n: the stream's "
                               "frames; output_frames: n -> ceil(n / s) for each of `strides`); never more than "
-                              "max_flush_chunks after the chunk with the last real frame. A new stream starts "
-                              "from the initial state."),
+                              "max_flush_chunks after the chunk with the last real frame."),
             "max_flush_chunks": rules.max_flush_chunks,
         },
     }

@@ -3,7 +3,8 @@ net's interface, so :class:`~sign_ctc.streaming.recognizer.StreamingRecognizer` 
 decoding) runs it unchanged.
 
 The graph takes fixed chunks; the recognizer pushes any number of frames. :meth:`OnnxStreamingNet.step`
-keeps the frames short of a chunk in its state, runs every full chunk, keeps the output rows the graph
+puts the JSON's lead before a stream's first frame, keeps the frames short of a chunk in its state, runs
+every full chunk, keeps the output rows the graph
 marks valid, and at the end of a stream flushes by the JSON's rule. Everything it obeys (chunk size, the
 state tensors and their initial values, the flush) is read from the JSON beside the model. One difference
 to the PyTorch net's ``step``: the graph normalizes, so ``step`` takes the features *before* the
@@ -47,6 +48,7 @@ class OnnxStreamState:
 
     features: np.ndarray  # [k < chunk, input_dim]
     presence: np.ndarray  # [k, 4] float32
+    valid: np.ndarray  # [k] float32: 0 for the lead frames
     tensors: tuple[np.ndarray, ...]
     seen: int
     emitted: int
@@ -74,6 +76,7 @@ class OnnxStreamingNet:
         self.lookahead_frames = int(spec["lookahead_frames"])
         self.strides = [int(s) for s in spec["strides"]]
         self.max_flush_chunks = int(spec["max_flush_chunks"])
+        self.lead_frames = int(spec.get("lead_frames", 0))
         self.state_names = [entry["name"] for entry in spec["state"]]
         self._initial = tuple(self._initial_value(entry) for entry in spec["state"])
 
@@ -96,7 +99,7 @@ class OnnxStreamingNet:
         if batch != 1:
             raise ValueError(f"{self.source}: a streaming export runs one stream at a time, not {batch}")
         return OnnxStreamState(np.zeros((0, self.input_dim), np.float32), np.zeros((0, 4), np.float32),
-                               self._initial, 0, 0)
+                               np.zeros(0, np.float32), self._initial, 0, 0)
 
     def output_frames(self, n: int) -> int:
         """The whole sentence's output frames for ``n`` input frames (each pool: ceil(n / s))."""
@@ -117,26 +120,35 @@ class OnnxStreamingNet:
         log-probs [1, k', C] of the output frames now final and the new state (``final``: the stream ends
         here and is flushed). The state given is not modified."""
         C = self.chunk_frames
-        features = np.concatenate([state.features, x[0].detach().float().cpu().numpy()])
-        present = np.concatenate([state.presence, presence[0].detach().cpu().numpy().astype(np.float32)])
-        seen = state.seen + int(x.shape[1])
+        new_features = x[0].detach().float().cpu().numpy()
+        new_presence = presence[0].detach().cpu().numpy().astype(np.float32)
+        k = new_features.shape[0]
+        new_valid = np.ones(k, np.float32)
+        if state.seen == 0 and k and self.lead_frames:  # the stream's lead: its first frame, not valid
+            lead = self.lead_frames
+            new_features = np.concatenate([np.repeat(new_features[:1], lead, 0), new_features])
+            new_presence = np.concatenate([np.repeat(new_presence[:1], lead, 0), new_presence])
+            new_valid = np.concatenate([np.zeros(lead, np.float32), new_valid])
+        features = np.concatenate([state.features, new_features])
+        present = np.concatenate([state.presence, new_presence])
+        valid = np.concatenate([state.valid, new_valid])
+        seen = state.seen + k
         tensors, parts = state.tensors, []
         full = features.shape[0] // C
         for i in range(full):
-            rows, tensors = self._chunk(features[i * C : (i + 1) * C], present[i * C : (i + 1) * C],
-                                        np.ones(C, np.float32), tensors)
+            chunk = slice(i * C, (i + 1) * C)
+            rows, tensors = self._chunk(features[chunk], present[chunk], valid[chunk], tensors)
             parts.append(rows)
-        features, present = features[full * C :], present[full * C :]
+        features, present, valid = features[full * C :], present[full * C :], valid[full * C :]
         if final and seen:
             expected = self.output_frames(seen)
             emitted = state.emitted + sum(len(p) for p in parts)
             left = features.shape[0]
-            valid = np.zeros(C, np.float32)
-            valid[:left] = 1.0
             pad = ((0, C - left), (0, 0))
             chunks = 0
             if left:
-                rows, tensors = self._chunk(np.pad(features, pad), np.pad(present, pad), valid, tensors)
+                rows, tensors = self._chunk(np.pad(features, pad), np.pad(present, pad), np.pad(valid, (0, C - left)),
+                                            tensors)
                 parts.append(rows)
                 emitted += len(rows)
             zeros_f, zeros_p, invalid = (np.zeros((C, self.input_dim), np.float32), np.zeros((C, 4), np.float32),
@@ -152,8 +164,8 @@ class OnnxStreamingNet:
                 emitted += len(rows)
             if emitted != expected:
                 raise ExportError(f"{self.source}: {emitted} output frames for {seen} frames, expected {expected}")
-            features, present = features[:0], present[:0]
+            features, present, valid = features[:0], present[:0], valid[:0]
         emitted = state.emitted + sum(len(p) for p in parts)
         classes = len(self.vocab)
         out = np.concatenate(parts) if parts else np.zeros((0, classes), np.float32)
-        return torch.from_numpy(out)[None], OnnxStreamState(features, present, tensors, seen, emitted)
+        return torch.from_numpy(out)[None], OnnxStreamState(features, present, valid, tensors, seen, emitted)
