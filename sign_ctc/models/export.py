@@ -21,6 +21,9 @@ refused) and the max abs differences to PyTorch measured at export. Before anyth
 export is run (onnxruntime / ``torch.jit.load``) on random sequences of several lengths and batch
 sizes and must match the checkpoint's PyTorch output within ``verify.atol``; otherwise nothing is
 written. :class:`ExportedModel` loads the pair for ``sign-ctc-predict model_path=...``.
+
+For live recognition, ``sign-ctc-export ... streaming=true`` writes a different graph (fixed chunks in,
+state carried between calls): :mod:`sign_ctc.streaming.onnx_export`, run by ``sign-ctc-live model_path=...``.
 """
 
 from __future__ import annotations
