@@ -1,11 +1,13 @@
 """Live recognition: what a frame costs, how late a gloss comes, and whether an endless stream holds up.
 
     python bench/bench_live.py --ckpt outputs/train/runs/<student run>/checkpoints/best.ckpt [--minutes 30]
+    python bench/bench_live.py --ckpt ... --per-frame-only   # the per-frame rows only (live_per_frame.json)
 
 Measured in one run, on this machine (results: bench/results/live.json):
 - **per frame** on ``../shared/data/real/signer_58f.mp4``: MediaPipe Holistic (legacy tracker, video
-  mode), the streaming recognizer (features + normalizer + net step, one frame at a time) and the
-  incremental greedy decoder;
+  mode), the streaming recognizer (features + normalizer + net step, one frame at a time) with the
+  checkpoint in PyTorch and with its streaming ONNX export on onnxruntime (``sign-ctc-export ...
+  streaming=true``, chunks of the total stride), and the incremental greedy decoder;
 - **the sliding-window way** of published online CSLR code, beside it: the same model re-run over the
   last 16 frames at every new frame (its compute per frame, and the ratio to ours);
 - **end to end**: ``sign-ctc-live`` on the video paced at 25 fps and at its own ~30 fps
@@ -51,8 +53,11 @@ def rss_mb() -> float:
 
 
 def stats_ms(values: list[float]) -> dict[str, float]:
+    """Median, p95 and mean: the mean is the cost per frame over a stream (the ONNX net runs once per chunk,
+    so its median frame is one without a model call)."""
     arr = np.asarray(values) * 1000.0
-    return {"median_ms": round(float(np.median(arr)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3)}
+    return {"median_ms": round(float(np.median(arr)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3),
+            "mean_ms": round(float(arr.mean()), 3)}
 
 
 def video_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray, float, list[float]]:
@@ -76,22 +81,33 @@ def video_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray, float, list[flo
     return np.stack(points), np.stack(presence), fps, seconds
 
 
-def per_frame_costs(module: Any, points: np.ndarray, presence: np.ndarray, fps: float, repeats: int) -> dict[str, Any]:
-    """Ours (recognizer, one frame a call; the decoder's share apart) against the sliding window."""
+def per_frame_costs(module: Any, points: np.ndarray, presence: np.ndarray, fps: float, repeats: int,
+                    onnx_path: Path | None = None) -> dict[str, Any]:
+    """Ours (recognizer, one frame a call; the decoder's share apart) against the sliding window; with
+    ``onnx_path`` (the checkpoint's streaming ONNX export) the same recognizer on onnxruntime beside it,
+    the two passes alternating so that both see the same machine load."""
     import torch
 
     from sign_ctc.features.landmarks import Landmarks
     from sign_ctc.models.inference import forward_landmarks
     from sign_ctc.streaming.recognizer import StreamingRecognizer
 
-    model_s, window_s = [], []
+    model_s, onnx_s, window_s = [], [], []
+    onnx_net = None
+    if onnx_path is not None:
+        from sign_ctc.streaming.onnx_net import OnnxStreamingNet
+
+        onnx_net = OnnxStreamingNet.load(onnx_path)
     for _ in range(repeats):
-        rec = StreamingRecognizer(module, fps=fps, pause_frames=None, tentative=False)
-        for i in range(len(points)):
-            t0 = time.perf_counter()
-            rec.push(points[i : i + 1], presence[i : i + 1])  # features, normalizer, net step and greedy
-            model_s.append(time.perf_counter() - t0)
-        rec.end()
+        for net, times in ((module, model_s), (onnx_net, onnx_s)):
+            if net is None:
+                continue
+            rec = StreamingRecognizer(net, fps=fps, pause_frames=None, tentative=False)
+            for i in range(len(points)):
+                t0 = time.perf_counter()
+                rec.push(points[i : i + 1], presence[i : i + 1])  # features, normalizer, net step and greedy
+                times.append(time.perf_counter() - t0)
+            rec.end()
     # The greedy decoder alone, on the log-probs of the whole video.
     log_probs, n = forward_landmarks(module, Landmarks(points=points, presence=presence, fps=fps))
     from sign_ctc.streaming.greedy import GreedyStream
@@ -111,8 +127,23 @@ def per_frame_costs(module: Any, points: np.ndarray, presence: np.ndarray, fps: 
                 forward_landmarks(module, Landmarks(points=points[lo : i + 1], presence=presence[lo : i + 1], fps=fps))
                 window_s.append(time.perf_counter() - t0)
     ours, theirs = statistics.median(model_s), statistics.median(window_s)
-    return {"recognizer_per_frame": stats_ms(model_s), "greedy_decoder_per_frame": stats_ms(decode_s),
-            "sliding_window_16_per_frame": stats_ms(window_s), "sliding_window_over_ours": round(theirs / ours, 2)}
+    result = {"recognizer_per_frame": stats_ms(model_s), "greedy_decoder_per_frame": stats_ms(decode_s),
+              "sliding_window_16_per_frame": stats_ms(window_s), "sliding_window_over_ours": round(theirs / ours, 2)}
+    if onnx_net is not None:
+        result["onnx_recognizer_per_frame"] = stats_ms(onnx_s)
+        result["onnx_over_pytorch"] = round(statistics.mean(onnx_s) / statistics.mean(model_s), 2)  # per frame, mean
+        result["onnx_chunk_frames"] = onnx_net.chunk_frames
+        result["onnx_lookahead_frames"] = onnx_net.lookahead_frames
+    return result
+
+
+def export_stream(ckpt: Path, folder: Path) -> Path:
+    """The checkpoint's streaming ONNX export (sign-ctc-export ... streaming=true), in ``folder``."""
+    from sign_ctc.streaming.onnx_export import export_streaming
+
+    out = folder / "student.stream.onnx"
+    export_streaming(ckpt, out)
+    return out
 
 
 def end_to_end(ckpt: Path, fps: float | None, out: Path) -> dict[str, Any]:
@@ -224,6 +255,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a short run (1 minute stream, 1 repeat)")
     parser.add_argument("--page-seconds", type=float, default=0.0,
                         help="also measure the live page in headless Chromium for this long (bench_serve.py); 0: not")
+    parser.add_argument("--per-frame-only", action="store_true",
+                        help="only the per-frame figures (PyTorch and ONNX recognizer, sliding window): live_per_frame.json")
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.repeats = min(args.minutes, 1.0), 1
@@ -247,9 +280,19 @@ def main() -> None:
                               "lookahead_frames": module.net.lookahead_frames,
                               "lookahead_ms_at_25fps": round(1000 * module.net.lookahead_frames / 25, 1),
                               "mediapipe_per_frame": stats_ms(tracker_s)}
-    result.update(per_frame_costs(module, points, presence, fps, args.repeats))
     import tempfile
 
+    with tempfile.TemporaryDirectory() as tmp:
+        result.update(per_frame_costs(module, points, presence, fps, args.repeats, export_stream(args.ckpt, Path(tmp))))
+    rows = ("mediapipe_per_frame", "recognizer_per_frame", "onnx_recognizer_per_frame", "greedy_decoder_per_frame",
+            "sliding_window_16_per_frame")
+    if args.per_frame_only:
+        for key in rows:
+            print(f"{key:32s} median {result[key]['median_ms']:8.3f} ms  p95 {result[key]['p95_ms']:8.3f} ms  "
+                  f"mean {result[key]['mean_ms']:8.3f} ms")
+        print(f"onnx / pytorch: {result['onnx_over_pytorch']}x mean per frame (chunks of {result['onnx_chunk_frames']})")
+        write_result("live_per_frame", result, info)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         result["live_at_25fps"] = end_to_end(args.ckpt, 25.0, Path(tmp) / "a")
         result["live_at_video_fps"] = end_to_end(args.ckpt, None, Path(tmp) / "b")
@@ -262,9 +305,11 @@ def main() -> None:
         p = result["page_at_30fps"]
         print(f"page at 30 fps: frame latency {p['frame_latency']}, gloss latency {p['gloss_latency']}, "
               f"{p['sustained_fps']} fps sustained")
-    for key in ("mediapipe_per_frame", "recognizer_per_frame", "greedy_decoder_per_frame", "sliding_window_16_per_frame"):
-        print(f"{key:32s} median {result[key]['median_ms']:8.3f} ms  p95 {result[key]['p95_ms']:8.3f} ms")
-    print(f"sliding window / ours: {result['sliding_window_over_ours']}x compute per frame")
+    for key in rows:
+        print(f"{key:32s} median {result[key]['median_ms']:8.3f} ms  p95 {result[key]['p95_ms']:8.3f} ms  "
+              f"mean {result[key]['mean_ms']:8.3f} ms")
+    print(f"sliding window / ours: {result['sliding_window_over_ours']}x compute per frame; "
+          f"onnx / pytorch: {result['onnx_over_pytorch']}x")
     for key in ("live_at_25fps", "live_at_video_fps"):
         r = result[key]
         print(f"{key}: {r['frames']} frames, {r['dropped']} dropped, latency {r['latency']}, RTF {r['realtime_factor']}")

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {"atomic", "features", "decoding", "models"},
     "callbacks": {"atomic", "features", "data.batch", "decoding", "models", "viz"},
     "run": {"atomic", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
-    "streaming": {"atomic", "features", "decoding", "models"},
+    "streaming": {"atomic", "features", "data.vocabulary", "decoding", "models"},
     "cli": {"api", "atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
             "streaming", "serve"},
     # The live demo server: nothing imports it but its command (cli/serve.py).

@@ -135,8 +135,8 @@ def test_bench_gpu_smoke_runs_every_path_on_the_cpu(tiny_phoenix, tmp_path, monk
 
 @pytest.mark.slow
 def test_bench_live_smoke_measures_every_part(tmp_path, monkeypatch, cache_dir, small_corpus):
-    """bench_live.py --smoke with a small untrained student: per-frame costs, the sliding-window ratio,
-    both paced live runs and a one-minute stream, written as live_smoke.json."""
+    """bench_live.py --smoke with a small untrained student: per-frame costs (PyTorch and the streaming ONNX
+    export), the sliding-window ratio, both paced live runs and a one-minute stream, written as live_smoke.json."""
     import bench_live
 
     from tests.helpers import SMALL_CORPUS, compose_cfg
@@ -152,6 +152,8 @@ def test_bench_live_smoke_measures_every_part(tmp_path, monkeypatch, cache_dir, 
     assert result["video_frames"] == 58 and result["lookahead_frames"] == 6
     # figures, not goals: a ratio measured on a shared machine is reported, never asserted
     assert result["sliding_window_over_ours"] > 0 and result["recognizer_per_frame"]["median_ms"] > 0
+    assert result["onnx_recognizer_per_frame"]["median_ms"] > 0 and result["onnx_over_pytorch"] > 0
+    assert result["onnx_chunk_frames"] == 4 and result["onnx_lookahead_frames"] >= result["lookahead_frames"]
     for key in ("live_at_25fps", "live_at_video_fps"):
         r = result[key]
         assert r["frames"] == 58 and r["processed"] + r["dropped"] == 58 and r["realtime_factor"] > 0.8

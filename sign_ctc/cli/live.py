@@ -3,6 +3,7 @@
     sign-ctc-live source=clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt [realtime=true]
     sign-ctc-live source=0 ckpt_path=...          # camera 0; Ctrl+C ends cleanly
     sign-ctc-live source=clip.mp4 ckpt_path=... decoding=beam decoding.lm_path=gloss.arpa  # beam search + LM
+    sign-ctc-live source=clip.mp4 model_path=.../best.stream.onnx   # the streaming ONNX export, onnxruntime
 
 Tracking (MediaPipe, ~40 ms a frame on one CPU core) and recognition overlap: the tracker runs in the
 main thread and hands each frame's landmarks to the recognizer's thread through a queue. With
@@ -298,8 +299,9 @@ def write_results(out: Path, source: str, fps: float, stats: Stats, rec: Streami
 def run(cfg: DictConfig) -> int:
     apply_backend(cfg)
     try:
-        if not cfg.get("ckpt_path"):
-            raise SourceError("give ckpt_path=<checkpoint of a streaming model, e.g. the student>")
+        if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
+            raise SourceError("give ckpt_path=<checkpoint of a streaming model, e.g. the student> or "
+                              "model_path=<its streaming ONNX export (sign-ctc-export ... streaming=true)>, one of them")
         if cfg.get("source") is None:
             raise SourceError("give source=<video file | camera index | URL>")
         from sign_ctc.extraction.tracker import HolisticOptions, check_backend, make_tracker
@@ -309,10 +311,10 @@ def run(cfg: DictConfig) -> int:
         check_backend(options)
         cap, source_fps, live = open_source(cfg.source)
         fps = float(cfg.fps or source_fps or 25.0)
-        rec = StreamingRecognizer.from_checkpoint(cfg.ckpt_path, decoding=cfg.get("decoding"), fps=fps,
-                                                  tentative=bool(cfg.tentative),
-                                                  pause_frames=max(1, round(float(cfg.pause_seconds) * fps))
-                                                  if cfg.pause_seconds else None)
+        settings = {"fps": fps, "tentative": bool(cfg.tentative), "decoding": cfg.get("decoding"),
+                    "pause_frames": max(1, round(float(cfg.pause_seconds) * fps)) if cfg.pause_seconds else None}
+        rec = (StreamingRecognizer.from_exported(cfg.model_path, **settings) if cfg.get("model_path")
+               else StreamingRecognizer.from_checkpoint(cfg.ckpt_path, **settings))
         tracker = make_tracker(options)
         warm_up(cap, tracker, live)
     except (SourceError, NotStreamableError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -21,6 +21,9 @@ refused) and the max abs differences to PyTorch measured at export. Before anyth
 export is run (onnxruntime / ``torch.jit.load``) on random sequences of several lengths and batch
 sizes and must match the checkpoint's PyTorch output within ``verify.atol``; otherwise nothing is
 written. :class:`ExportedModel` loads the pair for ``sign-ctc-predict model_path=...``.
+
+For live recognition, ``sign-ctc-export ... streaming=true`` writes a different graph (fixed chunks in,
+state carried between calls): :mod:`sign_ctc.streaming.onnx_export`, run by ``sign-ctc-live model_path=...``.
 """
 
 from __future__ import annotations
@@ -249,27 +252,40 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str = "onnx", out: str | Path 
     return meta
 
 
+def read_exported(path: str | Path) -> tuple[dict[str, Any], bytes]:
+    """An exported model file and the JSON beside it, checked against each other and this sign_ctc's layout:
+    (the JSON, the model's bytes). Offline (:class:`ExportedModel`) and streaming
+    (:mod:`sign_ctc.streaming.onnx_net`) exports share these checks."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"exported model not found: {path}")
+    json_path = meta_path(path)
+    if not json_path.is_file():
+        raise ExportError(f"{json_path} not found: an exported model needs the JSON `sign-ctc-export` "
+                          f"writes beside it (vocabulary, layout, missing-landmark mode)")
+    try:
+        meta: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ExportError(f"{json_path} is not valid JSON: {err}") from err
+    payload = path.read_bytes()
+    if meta.get("model_sha256") != sha256_bytes(payload):
+        raise ExportError(f"{json_path} does not describe {path} (SHA-256 differs): re-export the model")
+    if meta.get("layout_version") != LAYOUT_VERSION:
+        raise ExportError(f"{path} expects feature layout {meta.get('layout_version')!r} but this "
+                          f"sign_ctc computes {LAYOUT_VERSION!r}")
+    return meta, payload
+
+
 class ExportedModel:
     """An exported model and its JSON, checked against each other and against this sign_ctc."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ExportError(f"exported model not found: {self.path}")
-        json_path = meta_path(self.path)
-        if not json_path.is_file():
-            raise ExportError(f"{json_path} not found: an exported model needs the JSON `sign-ctc-export` "
-                              f"writes beside it (vocabulary, layout, missing-landmark mode)")
-        try:
-            self.meta: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ExportError(f"{json_path} is not valid JSON: {err}") from err
-        payload = self.path.read_bytes()
-        if self.meta.get("model_sha256") != sha256_bytes(payload):
-            raise ExportError(f"{json_path} does not describe {self.path} (SHA-256 differs): re-export the model")
-        if self.meta.get("layout_version") != LAYOUT_VERSION:
-            raise ExportError(f"{self.path} expects feature layout {self.meta.get('layout_version')!r} but this "
-                              f"sign_ctc computes {LAYOUT_VERSION!r}")
+        self.meta, payload = read_exported(self.path)
+        if self.meta.get("streaming"):
+            raise ExportError(f"{self.path} is a streaming export (chunks of "
+                              f"{self.meta['streaming'].get('chunk_frames')} frames plus state): run it with "
+                              "sign-ctc-live model_path=..., or export with streaming=false for whole sentences")
         self.vocab = Vocabulary(self.meta["vocab"])
         self.missing: str = self.meta.get("missing", "zero")
         self.total_stride = int(self.meta.get("total_stride", 1))

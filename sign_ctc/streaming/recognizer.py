@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from sign_ctc.features.pauses import PauseSegmenter, Step
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.streaming.beam import BeamStream
 from sign_ctc.streaming.greedy import GreedyStream, TimedGloss
+
+if TYPE_CHECKING:
+    from sign_ctc.streaming.onnx_net import OnnxStreamingNet
 
 HISTORY = 4  # frames the temporal features look back on (layout.TEMPORAL_LAGS)
 
@@ -73,19 +76,28 @@ class StreamingRecognizer:
     (:class:`~sign_ctc.streaming.greedy.GreedyStream`). Default: the module's test decoder, as the
     offline :class:`sign_ctc.api.Recognizer` does (greedy unless a beam decoding config built it)."""
 
-    def __init__(self, module: CTCModule, fps: float = 25.0, pause_frames: int | None = 25,
+    def __init__(self, module: CTCModule | OnnxStreamingNet, fps: float = 25.0, pause_frames: int | None = 25,
                  tentative: bool = True, decoder: Any = "module"):
-        reason = stream_refusal(module)
-        if reason:
-            raise NotStreamableError(f"this model cannot stream: {reason}")
-        decoder = module.test_decoder if isinstance(decoder, str) and decoder == "module" else decoder
+        """``module``: a checkpoint's CTCModule (its normalizer, then ``net.step``), or a streaming export
+        (:class:`~sign_ctc.streaming.onnx_net.OnnxStreamingNet`: normalizer and net in one graph, so it
+        takes the features before normalization); everything after the model is the same for both."""
+        if getattr(module, "normalizes", False):
+            self.module = None
+            self.net = module
+            self.normalizer = None
+        else:
+            reason = stream_refusal(module)
+            if reason:
+                raise NotStreamableError(f"this model cannot stream: {reason}")
+            self.module = module.eval()
+            self.net = module.net
+            self.normalizer = module.normalizer
+        if isinstance(decoder, str) and decoder == "module":
+            decoder = getattr(self.module, "test_decoder", None)
         self.beam = decoder if isinstance(decoder, BeamSearchDecoder) else None
         if self.beam is not None and list(self.beam.vocab_tokens) != list(module.vocab.tokens):
             raise ValueError(f"the beam decoder's vocabulary ({len(self.beam.vocab_tokens)} tokens) is not the "
                              f"model's ({len(module.vocab.tokens)}): build it with vocab_tokens=module.vocab.tokens")
-        self.module = module.eval()
-        self.net = module.net
-        self.normalizer = module.normalizer
         self.vocab = module.vocab
         self.fps = float(fps)
         self.stride = int(self.net.total_stride)
@@ -117,6 +129,21 @@ class StreamingRecognizer:
         module.test_decoder = hydra.utils.instantiate(decoding)(vocab_tokens=module.vocab.tokens)
         return cls(module, **kwargs)
 
+    @classmethod
+    def from_exported(cls, path: str | Path, decoding: Any = None, **kwargs: Any) -> StreamingRecognizer:
+        """A streaming ONNX export (``sign-ctc-export ... streaming=true``) run by onnxruntime; ``decoding``
+        as in :meth:`from_checkpoint` (values tuned beside a checkpoint do not travel with an export)."""
+        from sign_ctc.streaming.onnx_net import OnnxStreamingNet
+
+        net = OnnxStreamingNet.load(path)
+        if decoding is not None:
+            import hydra
+            from omegaconf import OmegaConf
+
+            decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
+            kwargs["decoder"] = hydra.utils.instantiate(decoding)(vocab_tokens=net.vocab.tokens)
+        return cls(net, **kwargs)
+
     def _reset(self) -> None:
         """A new segment: no history, fresh states; its times count from the next frame fed."""
         self.active = False
@@ -146,7 +173,9 @@ class StreamingRecognizer:
     @torch.no_grad()
     def _model(self, points: torch.Tensor, presence: torch.Tensor, final: bool) -> torch.Tensor:
         """Log-probs [k', C] of the output frames these frames make final (``final``: the segment ends)."""
-        if points.shape[0]:
+        if points.shape[0] and self.normalizer is None:  # the net normalizes (a streaming export)
+            x = self._features(points, presence)
+        elif points.shape[0]:
             x, self.norm_state = self.normalizer.stream(self._features(points, presence), presence[None],
                                                         self.norm_state)
         else:
