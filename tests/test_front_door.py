@@ -71,6 +71,9 @@ RUNS: dict[str, list[str]] = {
     ],
     "live": [
         "sign-ctc-live source=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt",
+        "sign-ctc-live source=/data/clip.mp4 ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt decoding=beam decoding.lm_path=gloss.arpa",
+        "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt streaming=true",
+        "sign-ctc-live source=/data/clip.mp4 model_path=outputs/train/runs/<run>/checkpoints/best.stream.onnx",
     ],
     "export": [
         "sign-ctc-export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt format=onnx",
@@ -117,6 +120,8 @@ NOT_RUN_HERE: dict[str, str] = {
         "(3.11, 3.12, 3.13); tests/test_package.py checks the per-Python pins it passes to pip",
     "make train PYTHON=python3.12": "make train on another interpreter; .ci/resolve_pins.py checks the pins resolve on 3.12",
     "make test-slow": "run by .ci/run",
+    "sign-ctc-serve ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt":
+        "tests/test_serve_browser.py runs it as written, with the page in headless Chromium",
     "make test-all": "make test + make test-slow",
     "make bench": "benchmarks print figures; tests/test_bench.py runs each script's smoke mode",
     "python bench/bench_distill.py --teacher outputs/bench_accuracy/teacher_s1234/checkpoints/best.ckpt":
@@ -522,6 +527,25 @@ def test_live_command_gives_predicts_glosses(shell: Shell, cache_dir: Path) -> N
     result = json.loads((latest / "live.json").read_text())
     assert result["frames"] == 58 and result["processed"] + result["dropped"] == 58
     assert result["wall_s"] >= 0.9 * 58 / result["fps"]  # paced at the video's rate, not faster
+    # Beam search with a gloss LM (over the glosses live gave): the same answer as predict with that decoding.
+    from sign_ctc.decoding.lm import train_kneser_ney, write_arpa
+
+    glosses = line.split("\t")[1].split()
+    write_arpa(train_kneser_ney([glosses, glosses[::-1]], order=2), shell.cwd / "gloss.arpa")
+    proc, beam_run = shell.run_new("live", 1, kind="live/runs", **{"<run>": run.name})
+    beam = json.loads((beam_run / "live.json").read_text())
+    predicted = subprocess.run([*shell.fill(RUNS["predict"][0], **{"<run>": run.name}), "decoding=beam",
+                                "decoding.lm_path=gloss.arpa"], cwd=shell.cwd, capture_output=True, text=True,
+                               timeout=300, stdin=subprocess.DEVNULL)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    (expected,) = [ln for ln in predicted.stdout.splitlines() if ln.startswith("signer_58f\t")]
+    assert beam["glosses"] == expected.split("\t")[1] and beam["glosses"]
+    # The streaming ONNX export, run by onnxruntime: the checkpoint's glosses and times.
+    proc = shell.run("live", 2, **{"<run>": run.name})
+    assert (run / "checkpoints" / "best.stream.onnx").is_file()
+    (line_onnx,) = [ln for ln in shell.run_new("live", 3, kind="live/runs", **{"<run>": run.name})[0].stdout.splitlines()
+                    if ln.startswith("signer_58f\t")]
+    assert line_onnx == line
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.browser import canvas_drawn_pixels, chromium_missing, console_errors, start_chromium, write_y4m
-from tests.helpers import REAL, SMALL_CORPUS, compose_cfg
+from tests.helpers import REAL, ROOT, SMALL_CORPUS, compose_cfg
 
 # The README line, verbatim (<run>: the run folder the test makes); tests/test_front_door.py runs the
 # other README commands the same way.
@@ -58,6 +58,7 @@ def camera_file(folder: Path) -> Path:
 def test_serve_page_in_a_real_browser_shows_lives_glosses(tmp_path: Path, cache_dir: Path, small_corpus) -> None:
     from tests.test_export import write_tiny_checkpoint
 
+    assert SERVE in (ROOT / "README.md").read_text()  # the README's line, verbatim
     reason = chromium_missing()
     if reason:
         if os.environ.get("CI") == "true":

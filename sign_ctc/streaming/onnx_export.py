@@ -50,7 +50,7 @@ from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
 from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION, PARTS, group_presence
 from sign_ctc.models.export import (EXPORT_VERSION, ExportError, example_inputs, meta_path, sha256_bytes,
                                     with_embedded_meta)
-from sign_ctc.models.normalization import DEFAULT_CENTRE, DEFAULT_WIDTH, PRESENCE_HISTORY, last_body_frame
+from sign_ctc.models.normalization import DEFAULT_CENTRE, DEFAULT_WIDTH, PRESENCE_HISTORY, body_frame
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,12 @@ class StreamGraph(nn.Module):
         rows = torch.cat([history, present], 1)
         groups = group_presence(rows)[:, PRESENCE_HISTORY:]
         lengths = torch.full((1,), C, dtype=torch.long)
-        x = self.normalizer(features, present, lengths, initial=(centre, width), groups=groups)
-        if self.normalizer.body_relative:
-            centre, width = last_body_frame(features, present, (centre, width))
+        frame = None
+        if self.normalizer.body_relative:  # once: it normalizes the chunk, and its last frame is carried on
+            frame = body_frame(features, present, lengths, per_frame=True, fallback="causal", initial=(centre, width))
+        x = self.normalizer(features, present, lengths, initial=(centre, width), groups=groups, frame=frame)
+        if frame is not None:
+            centre, width = frame[0][:, -1, :2], frame[1][:, -1]
         next_state: list[torch.Tensor] = [centre, width, rows[:, -PRESENCE_HISTORY:].float(), torch.ones_like(started)]
         # -- the conv and pool layers over carried + new frames, padding where frames are not real
         y = self.net.fusion(x, present).transpose(1, 2)  # [1, F, C]
