@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, apply_default_backend, machine, write_result  # noqa: E402
+from common import REPO, apply_default_backend, machine, student_or_exit, write_result  # noqa: E402
 
 VIDEO = REPO.parent / "shared" / "data" / "real" / "signer_58f.mp4"
 if not VIDEO.is_file():
@@ -233,19 +233,6 @@ def long_stream(module: Any, minutes: float, fps: float = 25.0) -> dict[str, Any
             "rss_end_mb": round(rss[-1], 1), "wall_s": round(wall, 1), "realtime_factor": round(wall / seconds, 3)}
 
 
-def newest_student() -> Path | None:
-    """The newest outputs/train/runs/*/checkpoints/best.ckpt of a streaming student."""
-    from sign_ctc.models.checkpoint import read_checkpoint
-
-    found = []
-    for ckpt in (REPO / "outputs" / "train" / "runs").glob("*/checkpoints/best.ckpt"):
-        recipe = read_checkpoint(ckpt)["sign_ctc"]["recipe"]
-        net = recipe.get("model", {}).get("net", {})
-        if net.get("_target_", "").endswith("CTCStudent") and not net.get("bidirectional"):
-            found.append(ckpt)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, default=None,
@@ -264,12 +251,9 @@ def main() -> None:
 
     from sign_ctc.models.checkpoint import load_module
 
+    args.ckpt = student_or_exit(args.ckpt, "bench_live")
     if args.ckpt is None:
-        args.ckpt = newest_student()
-        if args.ckpt is None:
-            print("bench_live: no student checkpoint under outputs/train/runs; train one first "
-                  "(python train.py model=student) or pass --ckpt")
-            return
+        return
     info = machine(sys.argv)
     apply_default_backend()
     torch.set_num_threads(1)  # tracking takes the other core

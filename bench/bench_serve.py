@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, write_result  # noqa: E402
+from common import REPO, machine, student_or_exit, write_result  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from tests.browser import chromium_missing, console_errors, start_chromium, write_y4m  # noqa: E402
@@ -132,12 +132,15 @@ def page_run(ckpt: Path, fps: int, seconds: float, work: Path, screenshot: Path 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, required=True, help="a streaming checkpoint (the student)")
+    parser.add_argument("--ckpt", type=Path, default=None, help="a streaming checkpoint (the student) (default: the newest under outputs/train/runs)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each camera rate is measured")
     parser.add_argument("--fps", type=int, nargs="+", default=[30, 15], help="fake camera frame rates")
     parser.add_argument("--name", default="serve", help="results file name (bench/results/<name>.json)")
     parser.add_argument("--screenshot", type=Path, default=None, help="save the page at the end of the first rate")
     args = parser.parse_args()
+    args.ckpt = student_or_exit(args.ckpt, "bench_serve")
+    if args.ckpt is None:
+        return
     reason = chromium_missing()
     if reason:
         raise SystemExit(reason)

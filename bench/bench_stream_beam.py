@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, apply_default_backend, machine, write_result  # noqa: E402
+from common import REPO, apply_default_backend, machine, student_or_exit, write_result  # noqa: E402
 
 CHUNK = 4  # input frames a push
 
@@ -143,9 +143,12 @@ def shown_path(path: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, required=True, help="a streaming (student) checkpoint")
+    parser.add_argument("--ckpt", type=Path, default=None, help="a streaming (student) checkpoint (default: the newest under outputs/train/runs)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test sentences (a smoke run)")
     args = parser.parse_args()
+    args.ckpt = student_or_exit(args.ckpt, "bench_stream_beam")
+    if args.ckpt is None:
+        return
     info = machine([shown_path(a) if a.endswith(".ckpt") else a for a in sys.argv])  # no machine paths
     apply_default_backend()
     torch.set_num_threads(1)

@@ -82,7 +82,8 @@ def machine(command: list[str] | None = None) -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "ram_gb": ram_gb, "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "platform": platform.platform(), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", *(command if command is not None else sys.argv)]),
+        "command": " ".join(["python", *(command if command is not None else sys.argv)]).replace(
+            f"python {sys.executable} ", "python "),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -97,12 +98,31 @@ def apply_default_backend() -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"}
 
 
+def without_machine_paths(value: Any) -> Any:
+    """``value`` with every path of this machine written as another machine would read it: the repository
+    as relative paths, its parent as ``../`` (``../shared/data``), the interpreter as ``python`` and the
+    temporary folder as ``<tmp>`` (results files are compared across machines and must not leak paths)."""
+    import tempfile
+
+    if isinstance(value, dict):
+        return {k: without_machine_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_machine_paths(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    for prefix, replacement in ((f"python {sys.executable}", "python"), (sys.executable, "python"),
+                                (str(REPO) + "/", ""), (str(REPO), "."),
+                                (str(REPO.parent) + "/", "../"), (tempfile.gettempdir().rstrip("/") + "/", "<tmp>/")):
+        value = value.replace(prefix, replacement)
+    return value
+
+
 def write_result(name: str, result: dict[str, Any], info: dict[str, Any]) -> Path:
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     fraction = (result.get("corpus") or {}).get("fraction")
     if fraction is not None and fraction != DEFAULT_FRACTION:
         name = f"{name}_f{fraction:g}"
-    result = {"benchmark": name, **result, "machine": info}
+    result = without_machine_paths({"benchmark": name, **result, "machine": info})
     path = RESULTS / f"{name}.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
@@ -315,3 +335,25 @@ class MemorySampler:
         self._thread.join()
         self._sample()
         self.peak = {k: round(v, 1) for k, v in self.peak.items()}
+
+
+def newest_student() -> Path | None:
+    """The newest outputs/train/runs/*/checkpoints/best.ckpt of a streaming student."""
+    from sign_ctc.models.checkpoint import read_checkpoint
+
+    found = []
+    for ckpt in (REPO / "outputs" / "train" / "runs").glob("*/checkpoints/best.ckpt"):
+        recipe = read_checkpoint(ckpt)["sign_ctc"]["recipe"]
+        net = recipe.get("model", {}).get("net", {})
+        if net.get("_target_", "").endswith("CTCStudent") and not net.get("bidirectional"):
+            found.append(ckpt)
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def student_or_exit(ckpt: Path | None, script: str) -> Path | None:
+    """``--ckpt``, else the newest streaming student (None, with a line saying how to get one, if there is none)."""
+    ckpt = ckpt if ckpt is not None else newest_student()
+    if ckpt is None:
+        print(f"{script}: no student checkpoint under outputs/train/runs; train one first "
+              "(python train.py model=student) or pass --ckpt")
+    return ckpt

@@ -159,3 +159,21 @@ def test_bench_live_smoke_measures_every_part(tmp_path, monkeypatch, cache_dir, 
         assert r["frames"] == 58 and r["processed"] + r["dropped"] == 58 and r["realtime_factor"] > 0.8
     stream = result["endless_stream"]
     assert stream["minutes"] >= 1.0 and stream["frames"] >= 1500 and stream["realtime_factor"] > 0
+
+
+def test_results_hold_no_machine_paths(tmp_path, monkeypatch):
+    """What a benchmark writes names files as another machine would read them: the repository relative,
+    its parent as ../, the interpreter as python, the temporary folder as <tmp>; figures untouched."""
+    import tempfile
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    result = {"checkpoint": str(common.REPO / "outputs" / "run" / "best.ckpt"), "wer": 6.94,
+              "data": [str(common.REPO.parent / "shared" / "data" / "boston104"), 3],
+              "work": str(Path(tempfile.gettempdir()) / "bench_x" / "a.onnx")}
+    info = {"command": f"python {sys.executable} bench/bench_live.py --ckpt {common.REPO}/outputs/run/best.ckpt",
+            "load_average_start": [0.1], "cores": 2}
+    written = json.loads(common.write_result("paths", result, info).read_text())
+    assert written["checkpoint"] == "outputs/run/best.ckpt" and written["wer"] == 6.94
+    assert written["data"] == ["../shared/data/boston104", 3] and written["work"] == "<tmp>/bench_x/a.onnx"
+    assert written["machine"]["command"] == "python bench/bench_live.py --ckpt outputs/run/best.ckpt"
+    assert str(common.REPO) not in json.dumps(written)

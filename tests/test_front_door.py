@@ -120,6 +120,8 @@ NOT_RUN_HERE: dict[str, str] = {
         "(3.11, 3.12, 3.13); tests/test_package.py checks the per-Python pins it passes to pip",
     "make train PYTHON=python3.12": "make train on another interpreter; .ci/resolve_pins.py checks the pins resolve on 3.12",
     "make test-slow": "run by .ci/run",
+    "python bench/bench_serve.py --ckpt <student>":
+        "the page benchmark (headless Chromium, 45-60 s per camera rate); tests/test_serve_browser.py drives the same page",
     "sign-ctc-serve ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt":
         "tests/test_serve_browser.py runs it as written, with the page in headless Chromium",
     "make test-all": "make test + make test-slow",
