@@ -255,3 +255,24 @@ def test_trained_missing_mode_prefers_the_checkpoint(caplog):
         ("INFO", "missing-landmark mode from the checkpoint"),
         ("WARNING", "the checkpoint does not record its missing-landmark mode"),
     ]
+
+
+def test_every_epoch_writes_one_log_line(make_cfg, small_corpus, tmp_path, caplog):
+    """A run not on a terminal still shows its progress: one line per epoch with the mean training loss
+    of its steps, the validation loss and WER, its time and samples per second (debug=limit: 2 epochs of
+    the small corpus's 6 training batches)."""
+    import logging
+    import re
+
+    from sign_ctc.run.train import train
+
+    cfg = make_cfg("debug=limit", "logger=none", "callbacks.rich_progress_bar=null", *SMALL_CORPUS)
+    with caplog.at_level(logging.INFO, logger="sign_ctc.train"):
+        train(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sign_ctc.train" and r.getMessage().startswith("epoch ")]
+    pattern = re.compile(r"epoch (\d)/2 \(step (\d+)\): train loss (\d+\.\d{3}), val loss (\d+\.\d{3}), "
+                         r"val WER (\d+\.\d{2})%, (\d+\.\d) s, (\d+\.\d) samples/s")
+    matches = [pattern.fullmatch(line) for line in lines]
+    assert len(lines) == 2 and all(matches), lines
+    assert [(int(m[1]), int(m[2])) for m in matches] == [(1, 6), (2, 12)]
+    assert all(float(m[3]) > 0 and 0.0 <= float(m[5]) <= 100.0 and float(m[7]) > 0 for m in matches)
