@@ -1,8 +1,8 @@
 """The README's commands, run exactly as written there (only the paths filled in), with defaults.
 
-Every command in a fenced ``bash`` block of README.md and every inline `python ...` / `make ...` is
-either run by a test here (``RUNS``) or listed in ``NOT_RUN_HERE`` with the reason; a README command
-in neither fails ``test_every_readme_command_is_run``. Commands run in subprocesses from a scratch
+Every command in a fenced ``bash`` block of README.md or of a docs/*.md page and every inline
+`python ...` / `make ...` / `sign-ctc-...` span there is either run by a test here (``RUNS``) or listed
+in ``NOT_RUN_HERE`` with the reason; a command in neither fails ``test_every_readme_command_is_run``. Commands run in subprocesses from a scratch
 folder (so ``outputs/`` and ``.cache/`` land there), with the default logger (W&B, offline) and the
 default number of DataLoader workers. The corpora are small copies in each release's layout
 (``tests/corpora.py``); the own-corpus path starts from frame folders of a real video.
@@ -25,10 +25,12 @@ from tests import corpora
 from tests.helpers import DATA, ROOT
 
 README = ROOT / "README.md"
+# The pages whose commands are held to RUNS / NOT_RUN_HERE like the README's: the README and every doc page.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 VIDEO = DATA / "signer_58f.mp4"
 PHOENIX_FRAMES = DATA / "phoenix2014t_frames"
 
-# What each test runs, README text verbatim.
+# What each test runs, README / docs text verbatim.
 RUNS: dict[str, list[str]] = {
     "own_corpus": [
         "sign-ctc-extract input=/data/my_videos/train output=/data/my_corpus/train workers=2",
@@ -108,7 +110,7 @@ RUNS: dict[str, list[str]] = {
     ],
 }
 
-# README commands no test here runs, and why.
+# README / docs commands no test here runs, and why.
 NOT_RUN_HERE: dict[str, str] = {
     "make train": ".ci/run runs it (about 12 minutes on 2 cores); its command line is train.py's defaults",
     "make test": "the test suite itself, run by .ci/run",
@@ -137,6 +139,50 @@ NOT_RUN_HERE: dict[str, str] = {
     "python train.py trainer=gpu model.compile_net=true data.pad_to_multiple=64 data=mediapipe_full data.root=/data/my_corpus":
         "needs a CUDA GPU; bench_gpu.py --smoke (tests/test_bench.py) runs the compiled net on padded batches on the CPU",
     "python bench/bench_gpu.py": "the GPU benchmark (630 teacher steps); its --smoke mode is tests/test_bench.py's",
+    # docs/ pages (the README's own commands moved there keep their RUNS entries)
+    "python train.py": "train.py's defaults, the command line of make train (docs/teacher_ablation.md); .ci/run runs make train",
+    "python train.py ...": "an elided command in prose (docs/ARCHITECTURE.md), not a command line",
+    "sign-ctc-export ... streaming=true": "an elided command in prose (docs/ARCHITECTURE.md); its full form runs in RUNS['live']",
+    "python -m sign_ctc.features.header": "regenerates the recorded Holistic header under mediapipe 0.10.21 "
+        "(docs/EXTRACTION.md); tests/test_tracker.py checks the recorded copy against pose-format's header",
+    "sign-ctc-extract input=clips/ output=poses/ tracker=tasks model_asset=/models/holistic_landmarker.task":
+        "needs the downloaded holistic_landmarker.task model, which is not here; tests/test_tracker.py runs the Tasks "
+        "backend with the landmarker replaced by a recorded fake",
+    "sign-ctc-predict video=clip.mp4 ckpt_path=best.ckpt tracker=tasks model_asset=/models/holistic_landmarker.task":
+        "needs the downloaded holistic_landmarker.task model, which is not here; tests/test_tracker.py checks predict's "
+        "tracker=tasks options",
+    "sign-ctc-extract -m input=/data/videos output=/data/poses shard=0/4,1/4,2/4,3/4 hydra/launcher=submitit_local":
+        "the sharded extraction of RUNS['extract_shards'] with other folders",
+    "sign-ctc-extract -m input=... output=... shard=0/8,1/8,2/8,3/8,4/8,5/8,6/8,7/8 workers=4 "
+    "hydra/launcher=submitit_slurm hydra.launcher.cpus_per_task=6 hydra.launcher.timeout_min=600":
+        "needs a SLURM cluster (and its folders are elided); the same shards with submitit_local run in RUNS['extract_shards']",
+    "sign-ctc-extract output=/data/poses merge=true": "the merge of RUNS['extract_shards'] with another folder",
+    "python bench/ablation.py --epochs 4 --only NAME ...":
+        "a template (NAME: one row of docs/teacher_ablation.md); each row is a 4-epoch teacher training",
+    "python bench/bench_real.py": "2 corpora x 4 models x 3 seeds (many hours on 2 cores); tests/test_bench_real.py "
+        "runs its --quick mode",
+    "python bench/bench_real.py --quick": "tests/test_bench_real.py runs bench_real.main with --quick (one corpus, "
+        "one model, one seed, in a scratch folder)",
+    "python bench/bench_real.py --corpora boston104 --models reference --seeds 1234 --threads 1":
+        "trains on RWTH-BOSTON-104 from the shared data folder, not in the repository; tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --corpora boston104 --models reference --seeds 1234 1 2 --threads 1":
+        "three trainings on RWTH-BOSTON-104 (shared data, not in the repository); tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --corpora boston104 --models teacher --seeds 1234 --threads 1":
+        "a teacher training on RWTH-BOSTON-104 (2339 s; shared data, not in the repository); tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --threads 1 --seeds 1234 --corpora boston104 --models teacher reference":
+        "teacher and reference trainings on RWTH-BOSTON-104 (shared data, not in the repository); "
+        "tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --threads 1 --seeds 1234 --corpora synthetic_shift --models reference student":
+        "two 10-epoch trainings on synthetic_shift (601 s and 850 s); tests/test_bench_real.py runs --quick on that corpus",
+    "python train.py model=reference data=phoenix2014 data.root=../shared/data/boston104 "
+    "data.landmarks_dir=../shared/data/boston104/landmarks":
+        "needs RWTH-BOSTON-104 in the shared data folder, not in the repository; bench_real.py trains it (--quick in tests)",
+    "python train.py data=synthetic_shift trainer.max_epochs=3 seed=1234 logger=csv "
+    "hydra.run.dir=outputs/ablation_shift/teacher_base_e3":
+        "a 3-epoch teacher training of docs/REAL_DATA.md's ablation (1082 s on 2 cores)",
+    "python train.py data=synthetic_shift trainer.max_epochs=3 seed=1234 logger=csv "
+    "hydra.run.dir=outputs/ablation_shift/teacher_aug_e3 augmentation=default":
+        "a 3-epoch teacher training of docs/REAL_DATA.md's ablation (1202 s on 2 cores)",
 }
 
 INLINE = re.compile(r"`((?:python|make|\.venv/bin/python|sign-ctc-[a-z-]+) [^`]+)`")
@@ -158,6 +204,11 @@ def readme_commands(text: str | None = None) -> list[str]:
     return commands
 
 
+def documented_commands() -> list[str]:
+    """The commands of README.md and of every docs/*.md page (``PAGES``), read as ``readme_commands`` reads one."""
+    return [c for page in PAGES for c in readme_commands(page.read_text(encoding="utf-8"))]
+
+
 def readme_python_examples(text: str | None = None) -> list[str]:
     """The README's fenced ``python`` blocks (the API examples), each run by a test below."""
     text = README.read_text(encoding="utf-8") if text is None else text
@@ -167,13 +218,18 @@ def readme_python_examples(text: str | None = None) -> list[str]:
 def test_every_readme_python_example_is_run() -> None:
     # One example, run by test_python_api_example: a new block needs its own test (and this count).
     assert len(readme_python_examples()) == 1
+    # The doc pages hold none: an example added there needs a test that runs it, like the README's.
+    assert {p.name: readme_python_examples(p.read_text(encoding="utf-8")) for p in PAGES[1:]} == {
+        p.name: [] for p in PAGES[1:]}
 
 
 def test_every_readme_command_is_run() -> None:
-    documented = set(readme_commands())
+    """Every command of README.md and of every docs/*.md page is run here or listed with its reason."""
+    assert len(PAGES) > 1 and all(p.is_file() for p in PAGES)
+    documented = set(documented_commands())
     run = {c for cmds in RUNS.values() for c in cmds}
-    assert sorted(documented - run - set(NOT_RUN_HERE)) == [], "README commands no test runs"
-    assert sorted(run - documented) == [], "tests run commands the README no longer shows"
+    assert sorted(documented - run - set(NOT_RUN_HERE)) == [], "README / docs commands no test runs"
+    assert sorted(run - documented) == [], "tests run commands the README / docs no longer show"
     assert sorted(set(NOT_RUN_HERE) - documented) == [], "stale NOT_RUN_HERE entries"
 
 
@@ -209,7 +265,7 @@ class Shell:
 
     def run(self, key: str, index: int, timeout: int = 900, **extra: str) -> subprocess.CompletedProcess:
         command = RUNS[key][index]
-        assert command in readme_commands(), f"not in README: {command}"
+        assert command in documented_commands(), f"not in README.md or docs/: {command}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
         proc = subprocess.run(self.fill(command, **extra), cwd=self.cwd, env=env, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
