@@ -21,7 +21,7 @@ train: install
 test: install
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
-## Slow end-to-end tests, among them every README command (tests/test_front_door.py).
+## Slow end-to-end tests, among them the commands of the README and docs/ (tests/test_front_door.py).
 test-slow: install
 	$(PY) -m pytest -m slow -q $(ARGS)
 
