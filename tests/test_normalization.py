@@ -114,6 +114,18 @@ def _key(override: str) -> str:
     return ".".join(override.lstrip("+").split("=")[0].split(".")[:2])
 
 
+def test_a_key_that_only_names_normalization_is_not_a_second_place(make_cfg):
+    """Only the groups features pass through (data, augmentation, model) can normalize them again: a
+    diagnostic switch that names normalization is harmless, the same key under `data` is refused."""
+    for harmless in ("+callbacks.feature_diagnostics.after_normalization=true", "+logger.log_normalization=true",
+                     "+trainer.normalize_grad=true"):
+        check_single_normalization(make_cfg("normalization=global", harmless))
+    with pytest.raises(NormalizationConfigError, match="data.after_normalization"):
+        check_single_normalization(make_cfg("normalization=global", "+data.after_normalization=true"))
+    with pytest.raises(NormalizationConfigError, match="augmentation.normalize"):
+        check_single_normalization(make_cfg("normalization=global", "+augmentation.normalize=true"))
+
+
 @pytest.mark.parametrize("mode", ["per_sample", "global", "none"])
 def test_double_normalization_is_refused_for_every_combination(make_cfg, mode):
     cfg = make_cfg(f"normalization={mode}")

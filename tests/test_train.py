@@ -276,3 +276,15 @@ def test_every_epoch_writes_one_log_line(make_cfg, small_corpus, tmp_path, caplo
     assert len(lines) == 2 and all(matches), lines
     assert [(int(m[1]), int(m[2])) for m in matches] == [(1, 6), (2, 12)]
     assert all(float(m[3]) > 0 and 0.0 <= float(m[5]) <= 100.0 and float(m[7]) > 0 for m in matches)
+
+
+def test_importing_the_module_leaves_the_warnings_filters_alone():
+    """No process-wide warnings filter at import: the datamodule-hook warning is silenced around a
+    training job's fit and test only (sign_ctc.run.train)."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, lightning.pytorch, torch, scipy.special, sympy; before = list(warnings.filters); "
+            "import sign_ctc.models.ctc_module, sign_ctc.run.train; print(warnings.filters == before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr[-2000:]

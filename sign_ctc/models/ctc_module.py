@@ -10,7 +10,6 @@ vocabulary, feature layout version and the config recipe.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +26,6 @@ from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION
 from sign_ctc.models.normalization import Normalizer
 from sign_ctc.scoring.wer import WERResult, wer
 
-# The features are derived in the module's on_after_batch_transfer on purpose (eval and predict pass
-# their loaders without the datamodule); Lightning warns about every run that also has a datamodule.
-warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but")
 
 
 def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:

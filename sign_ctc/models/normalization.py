@@ -449,15 +449,20 @@ class Normalizer(nn.Module):
 
 
 NORMALIZATION_KEYS = ("normaliz", "normalis", "standardiz", "standardis")
+# The config groups that build what features pass through (the loader and its augmentation, the model): only
+# there can a setting normalize them a second time. A key elsewhere that merely names normalization (e.g.
+# `callbacks.feature_diagnostics.after_normalization`, a diagnostic switch) normalizes nothing.
+FEATURE_GROUPS = ("data", "model", "augmentation")
 
 
 def _find_second_places(node: Any, path: str) -> list[str]:
-    """Config keys, outside the `normalization` group, that would normalize features again."""
+    """Config keys in the groups features pass through, outside the `normalization` group, that would
+    normalize features again."""
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
             child_path = f"{path}.{key}" if path else str(key)
-            if child_path in ("normalization", "hydra"):
+            if not path and child_path not in FEATURE_GROUPS:
                 continue
             named = any(k in str(key).lower() for k in NORMALIZATION_KEYS)
             if named and value not in (None, False, "none", "None", "", 0):

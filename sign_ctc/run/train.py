@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,16 @@ from sign_ctc.run.trainer_setup import best_metric, check_launch, flatten, train
 
 log = logging.getLogger(__name__)
 
+
+
+@contextmanager
+def _features_after_transfer_intended() -> Iterator[None]:
+    """The module derives the features in ``on_after_batch_transfer`` on purpose (eval and predict pass
+    their loaders without the datamodule); Lightning warns about that hook whenever a datamodule is also
+    given. Silenced around this job's fit and test only, not for the process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but")
+        yield
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the final metrics (floats), with `<metric.name>_best`."""
@@ -62,7 +75,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(hparams)
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        with _features_after_transfer_intended():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics[f"{cfg.metric.name}_best"] = best_metric(trainer, cfg, metrics)
     epochs, global_step = trainer.current_epoch, trainer.global_step
@@ -71,7 +85,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("test"):
         if not best:
             log.warning("no best checkpoint (fast_dev_run or no checkpoint callback): testing current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        with _features_after_transfer_intended():
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if model.last_result is not None and trainer.is_global_zero:
             write_predictions(output_dir / "test_predictions.csv", model.predictions)
