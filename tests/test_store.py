@@ -344,3 +344,20 @@ def test_num_workers_auto_is_one_per_usable_core_up_to_8():
     for bad in (-1, "four", 2.5, True):
         with pytest.raises(ValueError, match="num_workers"):
             resolve_workers(bad)
+
+
+def test_loader_workers_hand_over_batches_in_shared_memory_equal_to_the_main_process(small_corpus, tmp_path):
+    """Batches a loader worker builds (in shared memory, data/dataset.py: no copy to send them) equal those
+    built in the main process."""
+    from sign_ctc.data.datamodule import SignDataModule
+
+    batches = {}
+    for workers in (0, 1):
+        dm = SignDataModule(small_corpus, eval_batch_size=4, num_workers=workers, store=True,
+                            store_dir=str(tmp_path / "store"))
+        batches[workers] = list(dm.split_batches("dev"))
+    assert len(batches[0]) == len(batches[1]) == 3
+    for a, b in zip(batches[0], batches[1]):
+        a, b = a.with_features(), b.with_features()
+        assert a.ids == b.ids and torch.equal(a.features, b.features) and torch.equal(a.presence, b.presence)
+        assert torch.equal(a.lengths, b.lengths)

@@ -227,9 +227,7 @@ def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     """A tensor for a batch; in a loader worker it lives in shared memory (no copy to send it)."""
     if get_worker_info() is None:
         return torch.empty(*shape, dtype=dtype)
-    numel = int(np.prod(shape))
-    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
-    return torch.empty(0, dtype=dtype).set_(storage).view(*shape)
+    return torch.empty(*shape, dtype=dtype).share_memory_()
 
 
 def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> Batch:

@@ -104,18 +104,20 @@ class CTCModule(pl.LightningModule):
         # A teacher to learn from (sign_ctc.models.distillation), set by build_model; not a submodule, so it
         # is neither trained nor saved with this module.
         self.distillation: Any = None
+        self.net_compiled = False  # compiled in place by configure_model (once)
 
     # ---- forward -------------------------------------------------------------------------
     def configure_model(self) -> None:
         """``compile_net``: compiled in place (``nn.Module.compile``), so the state-dict keys, and with
         them the checkpoints, are those of the plain net. Static shapes: each padded length compiles
         once (``data.pad_to_multiple`` keeps them few); dynamo's cache is raised to hold them."""
-        if self.compile_options is None or getattr(self.net, "_compiled_call_impl", None) is not None:
+        if self.compile_options is None or self.net_compiled:  # Lightning calls this hook for every fit and test
             return
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         self.net.compile(**{**self.compile_options, "dynamic": False})
+        self.net_compiled = True
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         """Loaders carry raw landmarks; the features are derived here, on the training device."""

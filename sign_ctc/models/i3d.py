@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sign_ctc.features.layout import MODALITIES, PARTS, STATIC_DIM
+from sign_ctc.features.layout import MODALITIES
+from sign_ctc.models.layers import ModalityFusion, Unit1d, ValidFrames, mask_frames, out_len
 
 # I3D branch widths: (1x1, 3x3-reduce, 3x3, 3x3-reduce, 3x3, pool-proj)
 INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -31,64 +32,6 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
     "5b": (256, 160, 320, 32, 128, 128),
     "5c": (384, 192, 384, 48, 128, 128),
 }
-
-
-def _out_len(length: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
-    return torch.div(length + 2 * padding - kernel, stride, rounding_mode="floor") + 1
-
-
-def _mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    keep = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
-    return x * keep[:, None, :].to(x.dtype)
-
-
-class ValidFrames:
-    """The current stage's valid-frame mask [B, 1, T], shared by the masked BatchNorms of a net."""
-
-    def __init__(self) -> None:
-        self.mask: torch.Tensor | None = None
-
-
-class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm whose training statistics count only valid (unpadded) frames.
-
-    Plain BatchNorm averages over the padded zeros too, so its statistics (and the normalized values
-    of real frames) depend on how much padding a batch holds. Eval mode uses the running statistics
-    as usual; without a matching mask it behaves as plain BatchNorm.
-    """
-
-    def __init__(self, channels: int, frames: ValidFrames, **kwargs: float):
-        super().__init__(channels, **kwargs)
-        self.frames = frames
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.frames.mask
-        if not self.training or mask is None or mask.shape[-1] != x.shape[-1] or mask.shape[0] != x.shape[0]:
-            return super().forward(x)
-        m = mask.to(x.dtype)
-        count = m.sum().clamp_min(1.0)
-        mean = (x * m).sum((0, 2)) / count
-        var = (((x - mean[None, :, None]) * m) ** 2).sum((0, 2)) / count
-        with torch.no_grad():
-            unbiased = var * count / (count - 1).clamp_min(1.0)
-            self.running_mean.lerp_(mean.detach(), self.momentum)
-            self.running_var.lerp_(unbiased.detach(), self.momentum)
-            self.num_batches_tracked += 1
-        x = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
-        return x * self.weight[None, :, None] + self.bias[None, :, None]
-
-
-class Unit1d(nn.Module):
-    """Conv1d + BatchNorm + ReLU, as I3D's Unit3D (``frames``: masked BatchNorm over valid frames)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, frames: ValidFrames | None = None):
-        super().__init__()
-        self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
-        self.bn = (MaskedBatchNorm1d(cout, frames, eps=1e-3, momentum=0.1) if frames is not None
-                   else nn.BatchNorm1d(cout, eps=1e-3, momentum=0.1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.conv(x)))
 
 
 class Inception1d(nn.Module):
@@ -117,40 +60,6 @@ class Inception1d(nn.Module):
         b1 = self.b1[1](self._masked(self.b1[0](x)))
         b2 = self.b2[1](self._masked(self.b2[0](x)))
         return torch.cat([self.b0(x), b1, b2, self.b3(x)], dim=1)
-
-
-class ModalityFusion(nn.Module):
-    """Per-modality projections (pose, hands, face, temporal), then a fusion layer.
-
-    The part-presence mask [B, T, 4] is fed to the fusion layer so the network knows which
-    zeros are "not detected" rather than "at the origin".
-    """
-
-    def __init__(self, widths: Mapping[str, int], out_dim: int, dropout: float, use_presence: bool = True,
-                 modalities: Sequence[str] | None = None):
-        super().__init__()
-        names = list(modalities) if modalities is not None else list(MODALITIES)
-        unknown = [m for m in names if m not in MODALITIES]
-        if unknown or not names:
-            raise ValueError(f"modalities must be a non-empty subset of {list(MODALITIES)}, got {names}")
-        # Only the chosen blocks are read (ablations: e.g. without the 4887-dim temporal block).
-        self.projections = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(MODALITIES[name].stop - MODALITIES[name].start, widths[name]),
-                                nn.LayerNorm(widths[name]), nn.ReLU())
-            for name in MODALITIES if name in names
-        })
-        # The leading layout blocks the projections read (whole 1629-channel blocks, as the Normalizer
-        # takes them): 1629 without the temporal block, so its 4887 channels are not even normalized.
-        self.input_dim = -(-max(MODALITIES[name].stop for name in self.projections) // STATIC_DIM) * STATIC_DIM
-        self.use_presence = use_presence
-        fused_in = sum(widths[name] for name in self.projections) + (len(PARTS) if use_presence else 0)
-        self.fuse = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused_in, out_dim), nn.ReLU())
-
-    def forward(self, x: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-        parts = [proj(x[..., MODALITIES[name]]) for name, proj in self.projections.items()]
-        if self.use_presence:
-            parts.append(presence.to(x.dtype))
-        return self.fuse(torch.cat(parts, dim=-1))
 
 
 class I3DTeacher(nn.Module):
@@ -205,10 +114,10 @@ class I3DTeacher(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Exact number of output frames for input lengths (the CTC input lengths)."""
         lengths = torch.as_tensor(lengths)
-        lengths = _out_len(lengths, 7, self.strides[0], 3)
-        lengths = _out_len(lengths, 3, self.strides[1], 1)
-        lengths = _out_len(lengths, 3, self.strides[2], 1)
-        return _out_len(lengths, 3, self.strides[3], 1)
+        lengths = out_len(lengths, 7, self.strides[0], 3)
+        lengths = out_len(lengths, 3, self.strides[1], 1)
+        lengths = out_len(lengths, 3, self.strides[2], 1)
+        return out_len(lengths, 3, self.strides[3], 1)
 
     def _set_valid(self, n: torch.Tensor, T: int) -> None:
         """Tell the next stage's Inception blocks (and masked BatchNorms) which of its T frames are real.
@@ -223,27 +132,27 @@ class I3DTeacher(nn.Module):
         ``return_aux`` when the net has one)."""
         h = self.fusion(x, presence).transpose(1, 2)  # [B, C, T]
         n = lengths
-        h = _mask(h, n)
-        n = _out_len(n, 7, self.strides[0], 3)
+        h = mask_frames(h, n)
+        n = out_len(n, 7, self.strides[0], 3)
         self._set_valid(n, (h.shape[-1] + 2 * 3 - 7) // self.strides[0] + 1)  # the stem conv's output frames
-        h = _mask(self.stem_conv(h), n)
-        n = _out_len(n, 3, self.strides[1], 1)
-        h = _mask(self.stem_pool(h), n)
+        h = mask_frames(self.stem_conv(h), n)
+        n = out_len(n, 3, self.strides[1], 1)
+        h = mask_frames(self.stem_pool(h), n)
         self._set_valid(n, h.shape[-1])
         for unit in self.stem_units:
-            h = _mask(unit(h), n)
+            h = mask_frames(unit(h), n)
         for name, block in self.blocks.items():
             y = block(h)
             if self.residual:
                 y = torch.cat([y[:, : h.shape[1]] + h, y[:, h.shape[1]:]], dim=1)
-            h = _mask(y, n)
+            h = mask_frames(y, n)
             if name == "3c":
-                n = _out_len(n, 3, self.strides[2], 1)
-                h = _mask(self.pool3(h), n)  # a window over the last real frame spills into frame n
+                n = out_len(n, 3, self.strides[2], 1)
+                h = mask_frames(self.pool3(h), n)  # a window over the last real frame spills into frame n
                 self._set_valid(n, h.shape[-1])
             elif name == "4f":
-                n = _out_len(n, 3, self.strides[3], 1)
-                h = _mask(self.pool4(h), n)
+                n = out_len(n, 3, self.strides[3], 1)
+                h = mask_frames(self.pool4(h), n)
                 self._set_valid(n, h.shape[-1])
         self.frames.mask = None
         h = self.dropout(h.transpose(1, 2))

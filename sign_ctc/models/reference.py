@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sign_ctc.features.layout import PARTS, SLICES, STATIC_DIM
-from sign_ctc.models.i3d import Unit1d, _mask, _out_len
+from sign_ctc.models.layers import Unit1d, mask_frames, out_len
 
 # MediaPipe face-mesh indices (0-467) of the contours that carry signing information, 44 points:
 # the outer lip contour (20: mouthing, mouth gestures), both eyebrows (2 x 10: questions, negation)
@@ -77,7 +77,7 @@ class ReferenceNet(nn.Module):
         """Exact number of output frames for input lengths (the CTC input lengths): ceil(n / 4)."""
         lengths = torch.as_tensor(lengths)
         for _ in self.pools:
-            lengths = _out_len(lengths, 3, 2, 1)
+            lengths = out_len(lengths, 3, 2, 1)
         return lengths
 
     def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,12 +86,12 @@ class ReferenceNet(nn.Module):
         h = x[..., self.channels]
         if self.use_presence:
             h = torch.cat([h, presence.to(h.dtype)], dim=-1)
-        h = _mask(h.transpose(1, 2), lengths)
+        h = mask_frames(h.transpose(1, 2), lengths)
         n = lengths
         for conv, pool in zip(self.convs, self.pools):
-            h = _mask(conv(h), n)
-            n = _out_len(n, 3, 2, 1)
-            h = _mask(pool(h), n)
+            h = mask_frames(conv(h), n)
+            n = out_len(n, 3, 2, 1)
+            h = mask_frames(pool(h), n)
         h = self.dropout(h.transpose(1, 2))
         packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sign_ctc.models.i3d import ModalityFusion, Unit1d, _mask, _out_len
+from sign_ctc.models.layers import ModalityFusion, Unit1d, mask_frames, out_len
 from sign_ctc.models.stream_buffers import Stage, Window, WindowState, lookahead, push_through
 
 
@@ -70,18 +70,18 @@ class CTCStudent(nn.Module):
         """Exact number of output frames for input lengths (the CTC input lengths)."""
         lengths = torch.as_tensor(lengths)
         for s in self.strides:
-            lengths = _out_len(lengths, 3, s, 1)
+            lengths = out_len(lengths, 3, s, 1)
         return lengths
 
     def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, T, 6516] -> logits [B, T', C] and their lengths [B]. Padded frames are zeroed after
         every block, so a sample's output does not depend on what it was batched with."""
-        h = _mask(self.fusion(x, presence).transpose(1, 2), lengths)
+        h = mask_frames(self.fusion(x, presence).transpose(1, 2), lengths)
         n = lengths
         for conv, pool, s in zip(self.convs, self.pools, self.strides):
-            h = _mask(conv(h), n)
-            n = _out_len(n, 3, s, 1)
-            h = _mask(pool(h), n)
+            h = mask_frames(conv(h), n)
+            n = out_len(n, 3, s, 1)
+            h = mask_frames(pool(h), n)
         h = self.dropout(h.transpose(1, 2))
         packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -29,6 +29,8 @@ def check_launch(trainer: pl.Trainer) -> None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     launcher = trainer.strategy.launcher
+    # Lightning has no public way to ask whether a launcher re-runs the command line; the class name of
+    # its (private) subprocess-script launcher is the one stable sign, checked without importing it.
     if type(launcher).__name__ == "_SubprocessScriptLauncher" and trainer.num_devices * trainer.num_nodes > 1:
         raise RuntimeError(
             "trainer.strategy=ddp starts the other ranks by re-running this command, which under a Hydra "
