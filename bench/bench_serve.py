@@ -32,23 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, student_or_exit, write_result  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from tests.browser import chromium_missing, console_errors, start_chromium, write_y4m  # noqa: E402
+from tests.browser import bgr_frames, chromium_missing, console_errors, start_chromium, write_y4m  # noqa: E402
 
 VIDEO = REPO.parent / "shared" / "data" / "real" / "signer_58f.mp4"
-
-
-def video_frames() -> list[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(VIDEO))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def pct(values: list[float]) -> dict[str, float | None]:
@@ -88,7 +74,7 @@ def server_costs(frames: list[np.ndarray], repeats: int = 2) -> dict[str, Any]:
 
 
 def page_run(ckpt: Path, fps: int, seconds: float, work: Path, screenshot: Path | None = None) -> dict[str, Any]:
-    frames = video_frames()
+    frames = bgr_frames(VIDEO)
     empty = np.zeros_like(frames[0])
     pause = fps + 5  # a pause (1 s, the default) ends each pass's segment
     camera = write_y4m([empty] * 5 + frames + [empty] * pause, work / "camera.y4m", fps)
@@ -145,7 +131,7 @@ def main() -> None:
     if reason:
         raise SystemExit(reason)
     result: dict[str, Any] = {"checkpoint": args.ckpt.name, "video": VIDEO.name, "browser": "headless Chromium",
-                              "server_per_frame": server_costs(video_frames())}
+                              "server_per_frame": server_costs(bgr_frames(VIDEO))}
     print("server per frame:", result["server_per_frame"], flush=True)
     result["page"] = []
     for fps in args.fps:

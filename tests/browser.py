@@ -20,6 +20,14 @@ def chromium_missing() -> str | None:
     return None
 
 
+def bgr_frames(video: Path) -> list[np.ndarray]:
+    """Every frame of a video, BGR as OpenCV writes and encodes them (read by the extractor's reader)."""
+    from sign_ctc.extraction.frames import rgb_video_frames
+
+    frames, _, _ = rgb_video_frames(str(video))
+    return [np.ascontiguousarray(rgb[..., ::-1]) for rgb in frames]
+
+
 def write_y4m(frames_bgr: list[np.ndarray], path: Path, fps: int) -> Path:
     """A YUV4MPEG2 file (4:2:0, BT.601 limited range, as OpenCV's I420 conversion gives) of BGR frames:
     Chromium's fake camera plays it in a loop, and OpenCV reads it back for sign-ctc-live."""
