@@ -79,16 +79,6 @@ def read_inputs(video: str | Path | None = None, pose: str | Path | None = None,
     return out
 
 
-def _decoder_factory(decoding: DictConfig | Mapping[str, Any] | None) -> Any:
-    """The decoding group's partial (``sign_ctc/conf/decoding/*.yaml``), or None for greedy."""
-    if decoding is None:
-        return None
-    import hydra
-    from omegaconf import OmegaConf
-
-    return hydra.utils.instantiate(decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding)))
-
-
 class Recognizer:
     """A trained model ready to recognize signing: landmarks -> features -> model -> glosses with times.
 
@@ -125,24 +115,20 @@ class Recognizer:
         """A training checkpoint. ``decoding``: a decoding config (e.g. ``sign_ctc/conf/decoding/beam.yaml``
         loaded); beam search uses the LM weight and word bonus tuned beside the checkpoint unless set
         (:mod:`sign_ctc.decoding.tuning`). ``extraction``: ``model_complexity``, ``refine_face`` for videos."""
-        from sign_ctc.decoding.tuning import with_tuned_values
+        from sign_ctc.decoding.tuning import decoder_factory
         from sign_ctc.models.checkpoint import load_module
 
-        if decoding is not None:
-            from omegaconf import OmegaConf
-
-            decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
-            decoding, _ = with_tuned_values(decoding, ckpt_path)
-        return cls.from_module(load_module(ckpt_path, test_decoder=_decoder_factory(decoding)), **extraction)
+        return cls.from_module(load_module(ckpt_path, test_decoder=decoder_factory(decoding, ckpt_path)), **extraction)
 
     @classmethod
     def from_exported(cls, model_path: str | Path, decoding: DictConfig | Mapping[str, Any] | None = None,
                       **extraction: Any) -> Recognizer:
         """A model written by ``sign-ctc-export`` (ONNX or TorchScript, its JSON beside it)."""
+        from sign_ctc.decoding.tuning import decoder_factory
         from sign_ctc.models.export import ExportedModel
 
         exported = ExportedModel(model_path)
-        factory = _decoder_factory(decoding)
+        factory = decoder_factory(decoding)
         decoder = factory(vocab_tokens=exported.vocab.tokens) if factory is not None else None
 
         def forward(lm: Landmarks) -> tuple[torch.Tensor, torch.Tensor]:

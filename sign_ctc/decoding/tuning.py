@@ -269,6 +269,18 @@ def read_tuned(ckpt_path: str | Path) -> dict[str, Any] | None:
     return record
 
 
+def decoder_factory(decoding: Any, ckpt_path: str | Path | None = None) -> Any:
+    """The decoding group's partial (``sign_ctc/conf/decoding/*.yaml``; a mapping is taken as a config),
+    called with ``vocab_tokens=``; None for greedy. With ``ckpt_path``, beam search takes the values
+    tuned beside that checkpoint (:func:`with_tuned_values`), as ``eval.py`` and ``predict`` do."""
+    if decoding is None:
+        return None
+    decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
+    if ckpt_path is not None:
+        decoding, _ = with_tuned_values(decoding, ckpt_path)
+    return hydra.utils.instantiate(decoding)
+
+
 def with_tuned_values(decoding: DictConfig | None,
                       ckpt_path: str | Path) -> tuple[DictConfig | None, dict[str, Any] | None]:
     """The decoding config ``eval.py`` (without ``decoding.tune``) and ``predict`` decode with.

@@ -113,35 +113,27 @@ class StreamingRecognizer:
         """``decoding``: a decoding config (``sign_ctc/conf/decoding/*.yaml``; None: greedy). With beam search,
         the LM weight and word bonus tuned beside the checkpoint are used unless set
         (:mod:`sign_ctc.decoding.tuning`), as ``sign-ctc-predict`` does."""
+        from sign_ctc.decoding.tuning import decoder_factory
         from sign_ctc.models.checkpoint import load_module
 
         module = load_module(path)
-        if decoding is None:
-            return cls(module, **kwargs)
-        import hydra
-        from omegaconf import OmegaConf
-
-        from sign_ctc.decoding.tuning import with_tuned_values
-
-        decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
-        decoding, _ = with_tuned_values(decoding, path)
-        # Built here, not inside the module: a missing LM is its own FileNotFoundError, not Hydra's wrapper.
-        module.test_decoder = hydra.utils.instantiate(decoding)(vocab_tokens=module.vocab.tokens)
+        factory = decoder_factory(decoding, path)
+        if factory is not None:
+            # Built here, not inside the module: a missing LM is its own FileNotFoundError, not Hydra's wrapper.
+            module.test_decoder = factory(vocab_tokens=module.vocab.tokens)
         return cls(module, **kwargs)
 
     @classmethod
     def from_exported(cls, path: str | Path, decoding: Any = None, **kwargs: Any) -> StreamingRecognizer:
         """A streaming ONNX export (``sign-ctc-export ... streaming=true``) run by onnxruntime; ``decoding``
         as in :meth:`from_checkpoint` (values tuned beside a checkpoint do not travel with an export)."""
+        from sign_ctc.decoding.tuning import decoder_factory
         from sign_ctc.streaming.onnx_net import OnnxStreamingNet
 
         net = OnnxStreamingNet.load(path)
-        if decoding is not None:
-            import hydra
-            from omegaconf import OmegaConf
-
-            decoding = decoding if OmegaConf.is_config(decoding) else OmegaConf.create(dict(decoding))
-            kwargs["decoder"] = hydra.utils.instantiate(decoding)(vocab_tokens=net.vocab.tokens)
+        factory = decoder_factory(decoding)
+        if factory is not None:
+            kwargs["decoder"] = factory(vocab_tokens=net.vocab.tokens)
         return cls(net, **kwargs)
 
     def _reset(self) -> None:
