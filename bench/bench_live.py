@@ -4,7 +4,7 @@
     python bench/bench_live.py --ckpt ... --per-frame-only   # the per-frame rows only (live_per_frame.json)
 
 Measured in one run, on this machine (results: bench/results/live.json):
-- **per frame** on ``../shared/data/real/signer_58f.mp4``: MediaPipe Holistic (legacy tracker, video
+- **per frame** on ``tests/data/signer_58f.mp4`` (the real video of ``../shared/data/real``): MediaPipe Holistic (legacy tracker, video
   mode), the streaming recognizer (features + normalizer + net step, one frame at a time) with the
   checkpoint in PyTorch and with its streaming ONNX export on onnxruntime (``sign-ctc-export ...
   streaming=true``, chunks of the total stride), and the incremental greedy decoder;
@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, apply_default_backend, machine, student_or_exit, write_result  # noqa: E402
 
-VIDEO = REPO.parent / "shared" / "data" / "real" / "signer_58f.mp4"
-if not VIDEO.is_file():
-    VIDEO = REPO / "tests" / "data" / "signer_58f.mp4"
+# The workplace's ../shared/data/real/signer_58f.mp4, kept in the repository (tests/data/README.md).
+VIDEO = REPO / "tests" / "data" / "signer_58f.mp4"
 REST_SECONDS = 1.5
 WINDOW = 16  # the sliding window of published online CSLR code
 

@@ -4,8 +4,8 @@ frame was shown, and how many frames a second the page sustains.
     python bench/bench_serve.py --ckpt outputs/train/runs/<student run>/checkpoints/best.ckpt [--seconds 60]
 
 ``sign-ctc-serve`` runs the checkpoint; headless Chromium (Debian's, through Selenium) opens the page
-with a fake camera playing ``../shared/data/real/signer_58f.mp4`` in a loop at ``--fps`` (the video
-between short empty stretches, so segments end and glosses commit), and the page's own readouts are
+with a fake camera playing ``tests/data/signer_58f.mp4`` (the real video of ``../shared/data/real``) in a
+loop at ``--fps`` (the video between short empty stretches, so segments end and glosses commit), and the page's own readouts are
 collected for ``--seconds``:
 - **frame latency**: a frame shown in the browser -> its skeleton drawn (the server tracked it);
 - **gloss latency**: a gloss's last frame shown -> the gloss on the page (includes the model's look-ahead);
@@ -34,7 +34,7 @@ from common import REPO, machine, student_or_exit, write_result  # noqa: E402
 sys.path.insert(0, str(REPO))
 from tests.browser import bgr_frames, chromium_missing, console_errors, start_chromium, write_y4m  # noqa: E402
 
-VIDEO = REPO.parent / "shared" / "data" / "real" / "signer_58f.mp4"
+VIDEO = REPO / "tests" / "data" / "signer_58f.mp4"  # the real video of ../shared/data/real, in the repository
 
 
 def pct(values: list[float]) -> dict[str, float | None]:

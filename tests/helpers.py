@@ -16,9 +16,6 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "sign_ctc" / "conf"
 DATA = Path(__file__).resolve().parent / "data"
-# Real signers' files and small real corpora, beside the checkout (../shared/data; CI lays a copy there too).
-SHARED_DATA = ROOT.parent / "shared" / "data"
-REAL = SHARED_DATA / "real"
 
 # The small corpus every training test shares (built once per session under the cache dir).
 SMALL_CORPUS = ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12", "data.num_workers=0",

@@ -18,13 +18,13 @@ from sign_ctc.models.normalization import (
     Normalizer,
     body_frame,
 )
-from tests.helpers import REAL
+from tests.helpers import DATA
 
 
 @pytest.fixture(scope="module")
 def signer():
     """A real signer (97 frames of MediaPipe Holistic): raw features [1, T, 6516] and presence [1, T, 4]."""
-    lm = read_pose(REAL / "signer_holistic_97f.pose")
+    lm = read_pose(DATA / "signer_holistic_97f.pose")
     presence = torch.from_numpy(lm.presence)[None]
     return features_from_landmarks(torch.from_numpy(lm.points)[None], presence), presence
 
@@ -130,7 +130,7 @@ def _batch(lm, cut_shoulders: bool = False):
 def test_every_skeleton_family_is_normalized_within_range(name):
     """Each real skeleton family: finite features inside the clip range, and a body width of the
     signer's size (never the 1e-3 floor that multiplied every coordinate by 1000)."""
-    lm = read_pose(REAL / name)
+    lm = read_pose(DATA / name)
     feats, presence = _batch(lm)
     lengths = torch.tensor([feats.shape[1]])
     _, width = body_frame(feats, presence, lengths, per_frame=True)
@@ -149,7 +149,7 @@ def test_a_model_learns_on_shoulderless_and_reduced_skeletons():
     from sign_ctc.models.student import CTCStudent
 
     files = ["signer_holistic_97f.pose", "signer_reduced_holistic_97f.pose", "openpose_93f.pose"]
-    parts = [_batch(read_pose(REAL / n), cut_shoulders=True) for n in files]
+    parts = [_batch(read_pose(DATA / n), cut_shoulders=True) for n in files]
     T = max(f.shape[1] for f, _ in parts)
     feats = torch.zeros(len(parts), T, parts[0][0].shape[-1])
     presence = torch.zeros(len(parts), T, 4, dtype=torch.bool)
@@ -185,8 +185,8 @@ def test_a_skeleton_without_any_anchor_is_named_in_one_error():
     from sign_ctc.data.batch import Batch
     from sign_ctc.models.normalization import NoBodyAnchorError
 
-    hands = read_pose(REAL / "right_hand_only_170f.pose")
-    holistic = read_pose(REAL / "signer_holistic_97f.pose")
+    hands = read_pose(DATA / "right_hand_only_170f.pose")
+    holistic = read_pose(DATA / "signer_holistic_97f.pose")
     parts = [_batch(hands), _batch(holistic)]
     T = max(f.shape[1] for f, _ in parts)
     feats = torch.zeros(2, T, parts[0][0].shape[-1])

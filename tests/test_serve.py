@@ -23,7 +23,7 @@ from sign_ctc.features.pose_io import read_pose
 from sign_ctc.serve.limits import Limits
 from sign_ctc.serve.session import Settings
 from sign_ctc.streaming.recognizer import StreamingRecognizer
-from tests.helpers import REAL, ROOT
+from tests.helpers import DATA, ROOT
 from tests.test_streaming import student_module
 
 pytest.importorskip("fastapi")
@@ -60,7 +60,7 @@ def server(module):
 
 def inputs(n: int):
     """``n`` different real streams: stretches of a real signer (97 frames) at different offsets and lengths."""
-    lm = read_pose(REAL / "signer_holistic_97f.pose")
+    lm = read_pose(DATA / "signer_holistic_97f.pose")
     return [(lm.points[i * 4 : 57 + i * 5], lm.presence[i * 4 : 57 + i * 5]) for i in range(n)]
 
 
@@ -180,7 +180,7 @@ def test_a_camera_frame_is_tracked_and_its_landmarks_come_back(server) -> None:
     from websockets.sync.client import connect
 
     url, app = server
-    cap = cv2.VideoCapture(str(REAL / "signer_58f.mp4"))
+    cap = cv2.VideoCapture(str(DATA / "signer_58f.mp4"))
     ok, bgr = cap.read()
     cap.release()
     assert ok

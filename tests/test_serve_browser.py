@@ -23,7 +23,7 @@ import pytest
 
 from tests.browser import (bgr_frames, canvas_drawn_pixels, chromium_missing, console_errors, start_chromium,
                            write_y4m)
-from tests.helpers import REAL, ROOT, SMALL_CORPUS, compose_cfg
+from tests.helpers import DATA, ROOT, SMALL_CORPUS, compose_cfg
 
 # The README line, verbatim (<run>: the run folder the test makes); tests/test_front_door.py runs the
 # other README commands the same way.
@@ -41,7 +41,7 @@ def argv(command: str, **fill: str) -> list[str]:
 
 
 def camera_file(folder: Path) -> Path:
-    frames = bgr_frames(REAL / "signer_58f.mp4")
+    frames = bgr_frames(DATA / "signer_58f.mp4")
     empty = np.zeros_like(frames[0])
     return write_y4m([empty] * LEAD + frames + [empty] * TAIL, folder / "signer_58f_camera.y4m", CAMERA_FPS)
 

@@ -19,7 +19,7 @@ from sign_ctc.features.pose_io import read_pose
 from sign_ctc.streaming.beam import BeamStream
 from sign_ctc.streaming.greedy import GreedyStream
 from sign_ctc.streaming.recognizer import StreamingRecognizer
-from tests.helpers import REAL
+from tests.helpers import DATA
 from tests.test_streaming import chunks, student_module
 
 VOCAB = ["<blank>", "<unk>", *[f"G{i}" for i in range(12)]]
@@ -160,7 +160,7 @@ def test_the_recognizer_streams_beam_search_like_the_offline_api(tmp_path):
     sentences += [["G1", "G11", "G1"]] * 10  # what this model says: the LM keeps some of it
     lm_path = tmp_path / "student.arpa"
     write_arpa(train_kneser_ney(sentences, order=2), lm_path)
-    signer = read_pose(REAL / "signer_holistic_97f.pose")
+    signer = read_pose(DATA / "signer_holistic_97f.pose")
     gap = 60
     points = np.concatenate([signer.points, np.zeros((gap, 543, 3), np.float32), signer.points])
     presence = np.concatenate([signer.presence, np.zeros((gap, 4), bool), signer.presence])

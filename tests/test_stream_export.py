@@ -17,7 +17,7 @@ import torch
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.pose_io import read_pose
 from sign_ctc.streaming.recognizer import StreamingRecognizer
-from tests.helpers import DATA, REAL, SMALL_CORPUS, compose_cfg
+from tests.helpers import DATA, SMALL_CORPUS, compose_cfg
 from tests.test_streaming import _generated, chunks, streamed_log_probs
 
 ATOL = 1e-4
@@ -54,8 +54,7 @@ def exported(ckpt: Path, cache_dir: Path) -> Path:
 
 def real_sentence() -> Landmarks:
     """300 frames of a real signer (MediaPipe Holistic): the 97-frame file forward, backward, forward, ..."""
-    lm = read_pose(REAL / "signer_holistic_97f.pose" if (REAL / "signer_holistic_97f.pose").is_file()
-                   else DATA / "signer_holistic_97f.pose")
+    lm = read_pose(DATA / "signer_holistic_97f.pose")
     order = np.concatenate([np.arange(len(lm)), np.arange(len(lm))[::-1]] * 2)[:FRAMES]
     return Landmarks(points=lm.points[order], presence=lm.presence[order], fps=lm.fps)
 
@@ -223,7 +222,7 @@ def test_live_with_the_onnx_model_gives_the_checkpoints_glosses(ckpt, exported, 
     timed glosses."""
     from sign_ctc.cli.live import run
 
-    video = REAL / "signer_58f.mp4" if (REAL / "signer_58f.mp4").is_file() else DATA / "signer_58f.mp4"
+    video = DATA / "signer_58f.mp4"
     results = []
     for name, model in (("ckpt", f"ckpt_path={ckpt}"), ("onnx", f"model_path={exported}")):
         assert run(compose_cfg("live", [model, f"source={video}"], tmp_path / name, cache_dir)) == 0
