@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sign_ctc.data.augment import PoseAugmentation, sample_rng, sample_seed, text_key, transform_rng
+from sign_ctc.data.augment import PoseAugmentation, sample_rng, sample_seed, text_key
 from sign_ctc.data.augmentation.base import AugmentContext, valued_points
 from sign_ctc.data.augmentation.jitter import Jitter
 from tests.test_augment import default_augmentation, landmarks
