@@ -115,7 +115,8 @@ class Corpus:
     For extraction: ``LAYOUT`` names the release layout (a subclass that sets it in its own body is
     one the extraction's discovery tries, most derived first; one that leaves it, like the synthetic
     corpus, is not), ``FRAMES`` is where the release keeps its frames under the root, one folder per
-    split, and :meth:`work_items` lists a split's sentences with their frames.
+    split, and :meth:`work_items` lists a split's sentences with their frames. Discovery builds a
+    layout class from the root alone (``cls(root)``), so one must construct so.
     """
 
     LAYOUT: ClassVar[str | None] = "own ({split}.corpus.csv)"
