@@ -9,9 +9,11 @@ afterwards, so a dropped hand burst is filled like a real miss.
 one module per family in ``sign_ctc/data/augmentation/``) in the config's order. Each transform draws
 from its own generator, seeded by ``SeedSequence([seed, epoch, hash(sample id), hash(transform name)])``
 (:func:`transform_rng`): a sample's augmentation depends only on (seed, epoch, sample id), not on the
-worker that loads it, the batch it lands in, or which other samples were skipped; and adding,
-removing or reordering a transform changes no other transform's draws (with one shared generator,
-a new draw shifted every later one, so every existing seed changed).
+worker that loads it, the batch it lands in, or which other samples were skipped; and a transform's
+generator is the same whichever other transforms are listed, so adding or removing one leaves the
+others' draws as they were (with one shared generator, a new draw shifted every later one, so every
+existing seed changed). What a draw does can still depend on the transforms before it (hand
+dropout's bursts are placed in the frames the temporal transform made).
 
 Points without a value are never moved: those of undetected parts and, inside a detected part, those
 the file's skeleton lacks or did not locate (``features.skeletons``: the reduced Holistic face has 128
