@@ -8,31 +8,33 @@ import hydra
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from sign_ctc.data.augment import (
-    FACE_MIDLINE,
-    MIRROR_POINTS,
-    POINT_PART,
-    PoseAugmentation,
-    affine_matrix,
-    apply_affine,
-    ctc_min_outputs,
-    face_mirror_permutation,
-    mirror,
-    resample,
-    sample_rng,
-)
+from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng, sample_seed, transform_rng
+from sign_ctc.data.augmentation.affine import Affine, affine_matrix, apply_affine
+from sign_ctc.data.augmentation.base import POINT_PART
+from sign_ctc.data.augmentation.hand_dropout import HandDropout
+from sign_ctc.data.augmentation.mirror import FACE_MIDLINE, MIRROR_POINTS, face_mirror_permutation, mirror
+from sign_ctc.data.augmentation.temporal import TimeResample, resample
 from sign_ctc.data.dataset import collate_landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS
 
 DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_YAML = Path(__file__).resolve().parents[1] / "sign_ctc" / "conf" / "augmentation" / "default.yaml"
 # The shrunk synthetic corpus of conftest.small_corpus, with the loaders' default num_workers (2).
 CORPUS = ["data.corpus.train=48", "data.corpus.dev=12", "data.corpus.test=12", "data.batch_size=8",
           "data.eval_batch_size=12"]
 POSE, LEFT, RIGHT, FACE = (PARTS.index(p) for p in ("pose", "left_hand", "right_hand", "face"))
-# Every operation off: what the tests switch on one at a time.
-OFF = dict(rotation=0.0, shear=0.0, scale=(1.0, 1.0), translate=0.0, jitter=0.0, time_scale=(1.0, 1.0),
-           frame_dropout=0.0, hand_dropout=0.0, mirror=0.0)
+# Every operation of conf/augmentation/default.yaml off: what the tests switch on one at a time.
+OFF = ["transforms.mirror.p=0", "transforms.affine.rotation=0", "transforms.affine.shear=0",
+       "transforms.affine.scale=[1,1]", "transforms.affine.translate=0", "transforms.time.time_scale=[1,1]",
+       "transforms.time.frame_dropout=0", "transforms.jitter.std=0", "transforms.hand_dropout.p=0"]
+
+
+def default_augmentation(*overrides: str) -> PoseAugmentation:
+    """conf/augmentation/default.yaml with dotted overrides (``transforms.jitter.std=0.02``), instantiated."""
+    cfg = OmegaConf.merge(OmegaConf.load(DEFAULT_YAML), OmegaConf.from_dotlist(list(overrides)))
+    return hydra.utils.instantiate(cfg)
 
 
 def landmarks(T: int = 40, seed: int = 0, float16: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -128,25 +130,25 @@ def test_rotation_keeps_distances_and_scale_multiplies_them_about_the_centre():
 
 def test_the_drawn_rotation_is_within_range_and_all_off_changes_nothing():
     points, presence = landmarks()
-    aug = PoseAugmentation(**{**OFF, "rotation": 15.0})
+    affine = Affine(rotation=15.0, shear=0.0, scale=(1.0, 1.0), translate=0.0)
     angles = []
     for k in range(20):
-        params = aug.draw(sample_rng(1, 0, f"s{k}"), len(points), need=3)
-        out, pres = aug.apply(points, presence, params)
+        params = affine.draw(transform_rng(sample_seed(1, 0, f"s{k}"), "affine"))
+        out, pres = affine.apply(points, presence, params), presence
         angles.append(params.rotation)
         frame = int(np.flatnonzero(presence[:, POSE])[0])
         pose = slice(*RAW_PARTS["pose"])
         np.testing.assert_allclose(pairwise(out[frame, pose, :2]), pairwise(points[frame, pose, :2]), atol=2e-6)
         assert np.array_equal(pres, presence)
     assert max(np.abs(angles)) <= 15.0 and np.ptp(angles) > 10.0
-    out, pres = PoseAugmentation(**OFF)(points, presence, 3, sample_rng(1, 0, "x"))
+    out, pres = default_augmentation(*OFF)(points, presence, 3, sample_rng(1, 0, "x"))
     np.testing.assert_allclose(out, points, atol=1e-6)
     assert np.array_equal(pres, presence)
 
 
 def test_missing_parts_stay_missing_through_the_default_augmentation():
     points, presence = landmarks(T=60)
-    aug = PoseAugmentation(hand_dropout=1.0)
+    aug = default_augmentation("transforms.hand_dropout.p=1.0")
     for k in range(10):
         out, pres = aug(points, presence, 4, sample_rng(7, k, "a"))
         assert out.dtype == np.float32 and out.shape == (len(pres), 543, 3) and pres.shape == (len(out), 4)
@@ -163,7 +165,7 @@ def test_missing_parts_stay_missing_through_the_default_augmentation():
 def test_hand_dropout_is_a_burst_of_undetected_frames():
     points = np.random.default_rng(0).uniform(0.05, 0.95, (50, 543, 3)).astype(np.float32)
     presence = np.ones((50, 4), dtype=bool)
-    aug = PoseAugmentation(**{**OFF, "hand_dropout": 1.0, "hand_dropout_frames": (4, 16)})
+    aug = PoseAugmentation({"hand_dropout": HandDropout(p=1.0, frames=(4, 16))})
     out, pres = aug(points, presence, 2, sample_rng(3, 0, "h"))
     for col, part in ((LEFT, "left_hand"), (RIGHT, "right_hand")):
         gone = np.flatnonzero(~pres[:, col])
@@ -204,13 +206,18 @@ def test_temporal_resampling_keeps_ctc_feasible(strides, stride):
 
     net = I3DTeacher(num_classes=6, temporal_strides=strides)
     assert net.total_stride == stride
-    aug = PoseAugmentation(time_scale=(0.5, 1.5), frame_dropout=0.3, temporal_stride=stride)
+    time = TimeResample(time_scale=(0.5, 1.5), frame_dropout=0.3)
+    aug = PoseAugmentation({"time": time}, temporal_stride=stride)
+
+    def draw(seed: np.random.SeedSequence, T: int, need: int):
+        return time.draw(transform_rng(seed, "time"), T, min(T, aug.min_frames(need)))
+
     rng = np.random.default_rng(1)
     needs, frames, lengths = [], [], []
     for k in range(400):  # short sentences with repeats, from exactly the feasible minimum upwards
         need = ctc_min_outputs(rng.integers(2, 4, rng.integers(1, 7)))
         T = int(net.output_lengths(torch.arange(1, 200)).ge(need).int().argmax()) + 1 + int(rng.integers(0, 3 * stride))
-        params = aug.draw(sample_rng(0, k, "s"), T, need)
+        params = draw(sample_seed(0, k, "s"), T, need)
         needs.append(need), frames.append(T), lengths.append(params.length)
     needs, frames, lengths = (torch.tensor(v) for v in (needs, frames, lengths))
     assert bool((net.output_lengths(frames) >= needs).all())
@@ -218,18 +225,17 @@ def test_temporal_resampling_keeps_ctc_feasible(strides, stride):
     floor = torch.minimum(frames, needs * stride)
     assert bool((lengths >= floor).all()) and int((lengths == floor).sum()) > 20  # the floor was hit often
     assert int((lengths < frames).sum()) > 50  # and samples were shortened where it allowed
-    # Through apply: the output really has params.length frames.
+    # Through the augmentation: the output really has the drawn length (its "time" generator drew it).
     points, presence = landmarks(T=int(frames[0]))
-    params = aug.draw(sample_rng(0, 0, "s"), len(points), int(needs[0]))
-    assert aug.apply(points, presence, params)[0].shape[0] == params.length == int(lengths[0])
+    assert aug(points, presence, int(needs[0]), sample_rng(0, 0, "s"))[0].shape[0] == int(lengths[0])
     # A sentence already too short for CTC is never shortened further.
-    short = [aug.draw(sample_rng(0, k, "t"), 9, need=5).length for k in range(100)]
+    short = [draw(sample_seed(0, k, "t"), 9, need=5).length for k in range(100)]
     assert min(short) == 9 and max(short) >= 12
 
 
 def test_same_seed_epoch_and_sample_give_the_same_augmentation():
     points, presence = landmarks()
-    aug = PoseAugmentation()
+    aug = default_augmentation()
 
     def run(seed: int, epoch: int, sid: str) -> tuple[np.ndarray, np.ndarray]:
         return aug(points, presence, 3, sample_rng(seed, epoch, sid))
@@ -304,7 +310,8 @@ def test_points_a_skeleton_lacks_stay_missing_through_augmentation(name):
     lm = read_pose(DATA / name)
     lacks = ~(lm.points != 0).any(-1).any(0)  # never a value in the file
     assert lacks[: RAW_PARTS["pose"][1]].sum() >= 12 and lacks[slice(*RAW_PARTS["face"])].sum() >= 340
-    aug = PoseAugmentation(mirror=1.0, jitter=0.02, time_scale=(0.7, 1.3))
+    aug = default_augmentation("transforms.mirror.p=1.0", "transforms.jitter.std=0.02",
+                               "transforms.time.time_scale=[0.7,1.3]")
     for k in range(4):
         out, pres = aug(lm.points, lm.presence, 4, sample_rng(3, k, name))
         lost = ~(out != 0).any(-1).any(0)

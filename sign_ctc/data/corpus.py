@@ -3,6 +3,10 @@
 A corpus is a set of splits; each split is a list of :class:`Sentence` and, for every
 sentence, one landmark file: ``<landmarks_dir>/<split>/<id>.pose`` (or ``.npy`` holding
 precomputed ``[T, 6516]`` float32 features, the seed's form).
+
+A corpus class also owns its release layout for extraction: which files mark it (``layout_files``)
+and where each sentence's frames are (``work_items``). Every class that names a ``LAYOUT`` is one
+``sign_ctc.extraction.discover`` tries on a corpus root, so a new layout is one class here.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
@@ -24,6 +29,44 @@ class Sentence:
 
 class AnnotationError(ValueError):
     """An annotation file that cannot be parsed; the message names the file and line."""
+
+
+class CorpusLayoutError(ValueError):
+    """A corpus root whose media are not where its layout says (e.g. no frame folder for a split)."""
+
+
+@dataclass(frozen=True)
+class SentenceMedia:
+    """Where one sentence's video or frames are, for extraction.
+
+    ``sources``: a video path (kind "video") or glob patterns of frame images tried in order (kind
+    "frames"; PHOENIX-2014-T lists ``<id>/1/*.png`` but ships ``<id>/*.png``).
+    """
+
+    id: str
+    kind: Literal["video", "frames"]
+    sources: tuple[str, ...]
+
+
+def read_annotation(path: str | Path) -> list[Sentence]:
+    """A PHOENIX-2014 or PHOENIX-2014-T form csv, told apart by its header (``name|`` is 2014-T)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    with path.open(encoding="utf-8") as f:
+        header = f.readline()
+    return read_phoenix2014t(path) if header.startswith("name|") else read_phoenix2014(path)
+
+
+def frame_folder_media(sentences: list[Sentence], base: Path) -> list[SentenceMedia]:
+    """PHOENIX form: a sentence's ``folder`` is a glob under ``base`` (``<id>/1/*.png`` if empty),
+    with ``base/<id>/*`` as the fallback."""
+    media = []
+    for sentence in sentences:
+        pattern = sentence.folder or f"{sentence.id}/1/*.png"
+        sources = tuple(dict.fromkeys([str(base / pattern), str(base / sentence.id / "*")]))
+        media.append(SentenceMedia(sentence.id, "frames", sources))
+    return media
 
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -68,7 +111,38 @@ class Corpus:
 
     ``root/{split}.corpus.csv`` (PHOENIX-2014 form) and ``landmarks_dir/{split}/{id}.pose``
     (or ``.npy``). Subclasses change where annotations come from.
+
+    For extraction: ``LAYOUT`` names the release layout (a subclass that sets it in its own body is
+    one the extraction's discovery tries, most derived first; one that leaves it, like the synthetic
+    corpus, is not), ``FRAMES`` is where the release keeps its frames under the root, one folder per
+    split, and :meth:`work_items` lists a split's sentences with their frames. Discovery builds a
+    layout class from the root alone (``cls(root)``), so one must construct so.
     """
+
+    LAYOUT: ClassVar[str | None] = "own ({split}.corpus.csv)"
+    FRAMES: ClassVar[Path] = Path("features") / "fullFrame-210x260px"
+    _layouts: ClassVar[list[type[Corpus]]] = []
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("LAYOUT"):
+            Corpus._layouts.append(cls)
+
+    @staticmethod
+    def layouts() -> list[type[Corpus]]:
+        """The corpus classes with a release layout, in the order discovery tries them: a subclass
+        before its bases, later-defined before earlier among the rest, this base (flat layout) last."""
+        return sorted(reversed(Corpus._layouts), key=lambda c: -len(c.__mro__)) + [Corpus]
+
+    @staticmethod
+    def find(root: str | Path, split: str) -> Corpus | None:
+        """The corpus of the first layout (:meth:`layouts`) whose marking files for ``split`` are all
+        under ``root``; None if no layout's are."""
+        for layout in Corpus.layouts():
+            corpus = layout(root)
+            if all(p.is_file() for p in corpus.layout_files(split)):
+                return corpus
+        return None
 
     def __init__(self, root: str | Path, landmarks_dir: str | Path | None = None, source: str = "pose"):
         if source not in ("pose", "npy"):
@@ -93,6 +167,21 @@ class Corpus:
     def sentences(self, split: str) -> list[Sentence]:
         return read_phoenix2014(self.annotation_path(split))
 
+    def layout_files(self, split: str) -> list[Path]:
+        """The files whose presence says a root has this layout for ``split``: its annotation."""
+        return [self.annotation_path(split)]
+
+    def frames_root(self) -> Path:
+        """Where the release keeps its frames: ``root / FRAMES``."""
+        return self.root / self.FRAMES
+
+    def work_items(self, split: str, frames_root: str | Path | None = None) -> list[SentenceMedia]:
+        """Every sentence of ``split`` with its frames: PHOENIX form, ``<frames_root>/<split>/<folder glob>``."""
+        base = Path(frames_root or self.frames_root()) / split
+        if not base.is_dir():
+            raise CorpusLayoutError(f"frame folder for split {split!r} not found: {base}")
+        return frame_folder_media(self.sentences(split), base)
+
     def landmark_path(self, split: str, sentence: Sentence) -> Path:
         return self.landmarks_dir / split / f"{sentence.id}.{self.source}"
 
@@ -112,12 +201,16 @@ class Corpus:
 class Phoenix2014Corpus(Corpus):
     """RWTH-PHOENIX-Weather 2014 release root: ``annotations/manual/{split}.corpus.csv``."""
 
+    LAYOUT = "PHOENIX-2014"
+
     def annotation_path(self, split: str) -> Path:
         return self.root / "annotations" / "manual" / f"{split}.corpus.csv"
 
 
 class Phoenix2014TCorpus(Corpus):
     """PHOENIX-2014-T release root: ``annotations/manual/PHOENIX-2014-T.{split}.corpus.csv``."""
+
+    LAYOUT = "PHOENIX-2014-T"
 
     def annotation_path(self, split: str) -> Path:
         return self.root / "annotations" / "manual" / f"PHOENIX-2014-T.{split}.corpus.csv"
@@ -136,6 +229,7 @@ class CSLDailyCorpus(Corpus):
     landmarks are ``<landmarks_dir>/<split>/<name>.pose``.
     """
 
+    LAYOUT = "CSL-Daily"
     LABELS = Path("sentence_label") / "csl2020ct_v2.pkl"
     SPLIT_FILE = Path("sentence_label") / "split_1.txt"
     FRAMES = Path("sentence_frames-512x512") / "frames_512x512"
@@ -155,6 +249,20 @@ class CSLDailyCorpus(Corpus):
         if split not in splits:
             raise AnnotationError(f"{self.root / self.SPLIT_FILE}: no sentences of split {split!r}")
         return splits[split]
+
+    def layout_files(self, split: str) -> list[Path]:
+        return [self.root / self.SPLIT_FILE]
+
+    def work_items(self, split: str, frames_root: str | Path | None = None) -> list[SentenceMedia]:
+        """Every ``name`` of ``split`` in the split file (the labels are not needed to extract);
+        frames are ``<frames_root>/<name>/*`` (default ``<root>/FRAMES``)."""
+        names = [n for n, s in read_csl_split_file(self.root / self.SPLIT_FILE).items() if s == split]
+        if not names:
+            raise CorpusLayoutError(f"{self.root / self.SPLIT_FILE} lists no video of split {split!r}")
+        frames = Path(frames_root or self.frames_root())
+        if not frames.is_dir():
+            raise CorpusLayoutError(f"CSL-Daily frame folder not found: {frames}")
+        return [SentenceMedia(n, "frames", (str(frames / n / "*"),)) for n in names]
 
     def _load(self) -> dict[str, list[Sentence]]:
         if self._splits is None:

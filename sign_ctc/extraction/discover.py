@@ -1,8 +1,10 @@
 """The work list of an extraction run: which sentences, from which video or frame images, to which `.pose`.
 
 Inputs are a video, a folder of videos, a frame folder, a folder of frame folders, or a corpus root
-(PHOENIX-2014 / 2014-T annotations, CSL-Daily's split file); ``shard=k/n`` takes a deterministic
-slice of the sorted list per machine.
+(PHOENIX-2014 / 2014-T annotations, CSL-Daily's split file, our own flat layout); ``shard=k/n`` takes
+a deterministic slice of the sorted list per machine. A corpus root's layout -- which files mark it,
+where each sentence's frames are -- belongs to its corpus class in ``sign_ctc.data.corpus``
+(``Corpus.layouts``, ``Corpus.work_items``): this module only tries them, so a new layout is one class there.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sign_ctc.data.corpus import Corpus, CorpusLayoutError, SentenceMedia, frame_folder_media, read_annotation
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
-# PHOENIX release layout: the ``folder`` column is relative to <root>/<FRAMES_SUBDIR>/<split>/.
-FRAMES_SUBDIR = "features/fullFrame-210x260px"
+# PHOENIX release layout (and our own): the ``folder`` column is relative to <root>/<FRAMES_SUBDIR>/<split>/.
+FRAMES_SUBDIR = Corpus.FRAMES.as_posix()
 
 
 class ExtractInputError(ValueError):
@@ -60,16 +64,9 @@ def _check_unique(items: list[WorkItem], where: str) -> list[WorkItem]:
 
 
 def annotation_candidates(root: Path, split: str) -> list[Path]:
-    """Where the corpus readers look for a split's annotation csv under a release root (PHOENIX-2014,
-    PHOENIX-2014-T, our own flat layout): the readers' own paths, so the two never disagree."""
-    from sign_ctc.data.corpus import Corpus, Phoenix2014Corpus, Phoenix2014TCorpus
-
-    return [cls(root).annotation_path(split) for cls in (Phoenix2014Corpus, Phoenix2014TCorpus, Corpus)]
-
-
-def find_annotation(root: Path, split: str) -> Path | None:
-    """The split's annotation csv in a corpus root, if there is one."""
-    return next((p for p in annotation_candidates(root, split) if p.is_file()), None)
+    """The files that would mark ``root`` as each known corpus layout for ``split`` (in the order tried):
+    the corpus classes' own paths, so the readers and discovery never disagree."""
+    return [p for layout in Corpus.layouts() for p in layout(root).layout_files(split)]
 
 
 def _split_from_annotation(path: Path) -> str | None:
@@ -80,37 +77,26 @@ def _split_from_annotation(path: Path) -> str | None:
     return name[: -len(".corpus.csv")].split(".")[-1] or None
 
 
-def corpus_items(annotation: Path, frames_root: Path, split: str) -> list[WorkItem]:
-    """One item per annotated sentence; frames are ``frames_root/<split>/<folder pattern>``."""
-    from sign_ctc.data.corpus import read_phoenix2014, read_phoenix2014t
+def _items(media: list[SentenceMedia], split: str, where: str) -> list[WorkItem]:
+    """A corpus split's sentences as work items writing ``<split>/<id>.pose``, the corpus's landmark path."""
+    return _check_unique([WorkItem(m.id, m.kind, m.sources, f"{split}/{m.id}.pose") for m in media], where)
 
+
+def corpus_work_items(corpus: Corpus, split: str, frames_root: str | os.PathLike | None = None) -> list[WorkItem]:
+    """Every sentence of ``split`` of a corpus root, where its class says the frames are."""
+    try:
+        media = corpus.work_items(split, Path(frames_root) if frames_root not in (None, "") else None)
+    except CorpusLayoutError as e:
+        raise ExtractInputError(str(e)) from None
+    return _items(media, split, f"{corpus.root} ({corpus.LAYOUT})")
+
+
+def corpus_items(annotation: Path, frames_root: Path, split: str) -> list[WorkItem]:
+    """One item per sentence of a named annotation csv (PHOENIX-2014 or -2014-T form); frames are
+    ``frames_root/<split>/<folder pattern>``."""
     if not annotation.is_file():
         raise ExtractInputError(f"annotation file not found: {annotation}")
-    with annotation.open(encoding="utf-8") as f:
-        header = f.readline()
-    reader = read_phoenix2014t if header.startswith("name|") else read_phoenix2014
-    base = frames_root / split
-    items = []
-    for sentence in reader(annotation):
-        pattern = sentence.folder or f"{sentence.id}/1/*.png"
-        fallback = str(base / sentence.id / "*")
-        sources = tuple(dict.fromkeys([str(base / pattern), fallback]))
-        items.append(WorkItem(sentence.id, "frames", sources, f"{split}/{sentence.id}.pose"))
-    return _check_unique(items, str(annotation))
-
-
-def csl_daily_items(root: Path, frames_root: Path, split: str) -> list[WorkItem]:
-    """CSL-Daily: one item per ``name`` of ``split`` in ``sentence_label/split_1.txt``; frames are
-    ``frames_root/<name>/*.jpg`` (default ``<root>/sentence_frames-512x512/frames_512x512``)."""
-    from sign_ctc.data.corpus import CSLDailyCorpus, read_csl_split_file
-
-    names = [n for n, s in read_csl_split_file(root / CSLDailyCorpus.SPLIT_FILE).items() if s == split]
-    if not names:
-        raise ExtractInputError(f"{root / CSLDailyCorpus.SPLIT_FILE} lists no video of split {split!r}")
-    if not frames_root.is_dir():
-        raise ExtractInputError(f"CSL-Daily frame folder not found: {frames_root}")
-    items = [WorkItem(n, "frames", (str(frames_root / n / "*"),), f"{split}/{n}.pose") for n in names]
-    return _check_unique(items, str(root / CSLDailyCorpus.SPLIT_FILE))
+    return _items(frame_folder_media(read_annotation(annotation), frames_root / split), split, str(annotation))
 
 
 def discover(
@@ -123,25 +109,24 @@ def discover(
     """Turn the run's inputs into a sorted work list.
 
     ``input`` is a video file, a folder of videos, a frame folder (one sentence), a folder of
-    frame folders, or a corpus root (with ``split``): PHOENIX-2014 / 2014-T, or CSL-Daily (its
-    ``sentence_label/split_1.txt`` and ``sentence_frames-512x512/frames_512x512/<name>/``). Corpus mode: ``annotation`` (or the
-    release's own csv for ``split``) plus ``frames_root`` (default
-    ``<input>/features/fullFrame-210x260px``); outputs go to ``<split>/<id>.pose``.
+    frame folders, or a corpus root (with ``split``) of any layout ``Corpus.layouts()`` knows:
+    PHOENIX-2014 / 2014-T, CSL-Daily (its ``sentence_label/split_1.txt`` and
+    ``sentence_frames-512x512/frames_512x512/<name>/``), our own ``{split}.corpus.csv``; the corpus class
+    lists the sentences and their frames, ``frames_root`` replacing where its release keeps them.
+    Or an ``annotation`` csv named outright plus ``frames_root`` (default
+    ``<input>/features/fullFrame-210x260px``). Outputs go to ``<split>/<id>.pose``.
     """
     in_path = Path(input) if input not in (None, "") else None
     if in_path is not None and not in_path.exists():
         raise ExtractInputError(f"input not found: {in_path}")
     ann = Path(annotation) if annotation not in (None, "") else None
     if ann is None and split and in_path is not None and in_path.is_dir():
-        from sign_ctc.data.corpus import CSLDailyCorpus
-
-        if (in_path / CSLDailyCorpus.SPLIT_FILE).is_file():
-            frames = Path(frames_root) if frames_root not in (None, "") else in_path / CSLDailyCorpus.FRAMES
-            return csl_daily_items(in_path, frames, split)
-        ann = find_annotation(in_path, split)
-        if ann is None and not (_videos_in(in_path) or _images_in(in_path)):
+        corpus = Corpus.find(in_path, split)
+        if corpus is not None:
+            return corpus_work_items(corpus, split, frames_root)
+        if not (_videos_in(in_path) or _images_in(in_path)):
             tried = ", ".join(str(p) for p in annotation_candidates(in_path, split))
-            raise ExtractInputError(f"split={split!r} given but no annotation csv found (tried {tried}); "
+            raise ExtractInputError(f"split={split!r} given but no corpus layout found (tried {tried}); "
                                     "pass annotation=<csv>")
     if ann is not None:
         split = split or _split_from_annotation(ann)
