@@ -22,7 +22,7 @@ from sign_ctc.data.augment import (
     resample,
     sample_rng,
 )
-from sign_ctc.data.dataset import collate_landmarks
+from sign_ctc.data.collate import collate_landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.data.collate import collate
+from sign_ctc.data.collate import collate, collate_landmarks
 from sign_ctc.data.corpus import Corpus, write_phoenix2014
-from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError, collate_landmarks
+from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError
 from sign_ctc.data.store import (
     BYTES_PER_FRAME,
     FLOAT16_ATOL,

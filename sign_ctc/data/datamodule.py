@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from sign_ctc.data.augment import PoseAugmentation
-from sign_ctc.data.collate import collate
+from sign_ctc.data.collate import collate, collate_landmarks
 from sign_ctc.data.corpus import Corpus
-from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, collate_landmarks
+from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset
 from sign_ctc.data.sampler import LengthBucketBatchSampler
 from sign_ctc.data.store import BadSample, open_store, scan_sources
 from sign_ctc.data.vocabulary import Vocabulary
