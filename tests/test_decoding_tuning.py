@@ -13,17 +13,9 @@ import pytest
 import torch
 
 from sign_ctc.decoding.decoders import BeamSearchDecoder
-from sign_ctc.decoding.tuning import (
-    DevSample,
-    decode_samples,
-    grid_points,
-    read_tuned,
-    sha256_of,
-    tune_grid,
-    tuned_path,
-    with_tuned_values,
-    write_tuned,
-)
+from sign_ctc.checksum import sha256_of
+from sign_ctc.decoding.tuning import DevSample, decode_samples, grid_points, read_tuned, tune_grid, tuned_path, write_tuned
+from sign_ctc.run.decoding_setup import with_tuned_values
 from sign_ctc.scoring.wer import wer
 from tests.helpers import SMALL_CORPUS
 
