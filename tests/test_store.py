@@ -19,12 +19,12 @@ import torch
 from sign_ctc.data.collate import collate, collate_landmarks
 from sign_ctc.data.corpus import Corpus, write_phoenix2014
 from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError
+from sign_ctc.data.sources import StoreError
 from sign_ctc.data.store import (
     BYTES_PER_FRAME,
     FLOAT16_ATOL,
     MANIFEST_FILE,
     LandmarkStore,
-    StoreError,
     open_store,
     pack,
     store_location,
