@@ -292,7 +292,7 @@ def test_device_derivation_of_real_pose_files_equals_the_definition():
     """The four real `.pose` files (5-97 frames, hands lost in many frames) padded into one batch:
     the features derived from the batch equal each file's features by the definition, exactly;
     so do those from the float16 values the store keeps (float16 -> float32 is exact)."""
-    from sign_ctc.data.dataset import LandmarkSample
+    from sign_ctc.data.sample import LandmarkSample
 
     data = Path(__file__).parent / "data"
     names = ["25October_2010_Monday_tagesschau-17.pose", "signer_holistic_97f.pose", "signer_refined_face_18f.pose",
