@@ -9,7 +9,7 @@
 ``decoding.tune=true`` chooses the LM weight and word bonus on the dev split (one forward pass,
 a grid of decodes), writes them to ``<ckpt stem>.decoding.json`` beside the checkpoint and then
 evaluates ``split`` with them; later ``decoding=beam`` runs without ``decoding.lm_weight`` /
-``decoding.word_bonus`` on the command line reuse that file (:mod:`sign_ctc.decoding.tuning`).
+``decoding.word_bonus`` on the command line reuse that file (:mod:`sign_ctc.run.decoding_setup`).
 
 The hypotheses' CTM (``<split>_hyp.ctm``) is timed by the CTC forced alignment of each hypothesis
 to the model's output (:mod:`sign_ctc.decoding.alignment`), in seconds at the corpus frame rate. Under

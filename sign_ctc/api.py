@@ -114,8 +114,8 @@ class Recognizer:
                         **extraction: Any) -> Recognizer:
         """A training checkpoint. ``decoding``: a decoding config (e.g. ``sign_ctc/conf/decoding/beam.yaml``
         loaded); beam search uses the LM weight and word bonus tuned beside the checkpoint unless set
-        (:mod:`sign_ctc.decoding.tuning`). ``extraction``: ``model_complexity``, ``refine_face`` for videos."""
-        from sign_ctc.decoding.tuning import decoder_factory
+        (:mod:`sign_ctc.run.decoding_setup`). ``extraction``: ``model_complexity``, ``refine_face`` for videos."""
+        from sign_ctc.run.decoding_setup import decoder_factory
         from sign_ctc.models.checkpoint import load_module
 
         return cls.from_module(load_module(ckpt_path, test_decoder=decoder_factory(decoding, ckpt_path)), **extraction)
@@ -124,7 +124,7 @@ class Recognizer:
     def from_exported(cls, model_path: str | Path, decoding: DictConfig | Mapping[str, Any] | None = None,
                       **extraction: Any) -> Recognizer:
         """A model written by ``sign-ctc-export`` (ONNX or TorchScript, its JSON beside it)."""
-        from sign_ctc.decoding.tuning import decoder_factory
+        from sign_ctc.run.decoding_setup import decoder_factory
         from sign_ctc.models.export import ExportedModel
 
         exported = ExportedModel(model_path)

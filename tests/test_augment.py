@@ -16,7 +16,7 @@ from sign_ctc.data.augmentation.base import POINT_PART
 from sign_ctc.data.augmentation.hand_dropout import HandDropout
 from sign_ctc.data.augmentation.mirror import FACE_MIDLINE, MIRROR_POINTS, face_mirror_permutation, mirror
 from sign_ctc.data.augmentation.temporal import TimeResample, resample
-from sign_ctc.data.dataset import collate_landmarks
+from sign_ctc.data.collate import collate_landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -14,15 +14,8 @@ import torch
 from sign_ctc.data.corpus import Corpus, Sentence, write_phoenix2014
 from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.data.dataset import MediaPipeFeatureDataset
-from sign_ctc.data.store import (
-    FLOAT16_ATOL,
-    MANIFEST_FILE,
-    BadFilesError,
-    StoreError,
-    bad_files_path,
-    pack,
-    scan_sources,
-)
+from sign_ctc.data.sources import BadFilesError, StoreError, bad_files_path, scan_sources
+from sign_ctc.data.store import FLOAT16_ATOL, MANIFEST_FILE, pack
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import PARTS, RAW_PARTS
@@ -113,7 +106,7 @@ def test_nan_coordinate_is_a_missing_point_counted_logged_and_manifested(corpus,
     np.testing.assert_array_equal(lm.presence[keep], before.presence[keep])
     np.testing.assert_array_equal(np.delete(lm.points[3], p0, axis=0), np.delete(before.points[3], p0, axis=0))
 
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.store"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.sources"):
         store = pack(corpus, "train", tmp_path / "store")
     assert len(store) == SIZES["train"] and store.skipped == []
     sid = _id(corpus, "train", 2)

@@ -13,17 +13,9 @@ import pytest
 import torch
 
 from sign_ctc.decoding.decoders import BeamSearchDecoder
-from sign_ctc.decoding.tuning import (
-    DevSample,
-    decode_samples,
-    grid_points,
-    read_tuned,
-    sha256_of,
-    tune_grid,
-    tuned_path,
-    with_tuned_values,
-    write_tuned,
-)
+from sign_ctc.checksum import sha256_of
+from sign_ctc.decoding.tuning import DevSample, decode_samples, grid_points, read_tuned, tune_grid, tuned_path, write_tuned
+from sign_ctc.run.decoding_setup import with_tuned_values
 from sign_ctc.scoring.wer import wer
 from tests.helpers import SMALL_CORPUS
 
@@ -147,7 +139,7 @@ def test_tuned_file_round_trip_and_staleness(make_cfg, abc_lm, tmp_path, caplog)
     other_lm = tmp_path / "other.arpa"
     shutil.copy(abc_lm, other_lm)
     cfg = make_cfg(f"ckpt_path={ckpt}", "decoding=beam", f"decoding.lm_path={other_lm}", config_name="eval")
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.decoding.tuning"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.run.decoding_setup"):
         assert with_tuned_values(cfg.decoding, ckpt) == (cfg.decoding, None)
     assert f"tuned with lm_path={abc_lm}" in caplog.text
 
@@ -244,7 +236,7 @@ def test_eval_tunes_on_dev_writes_beside_the_checkpoint_and_reuses(make_cfg, sma
     pred_cfg = make_cfg(f"ckpt_path={ckpt}", f"pose={pose}", "decoding=beam", config_name="predict",
                         output_dir=tmp_path / "pred")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sign_ctc.decoding.tuning"):
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.decoding_setup"):
         (prediction,) = predict_run(pred_cfg)
     assert f"values tuned on dev in {path}" in caplog.text
     lines = (tmp_path / "reused" / "test_predictions.csv").read_text().splitlines()

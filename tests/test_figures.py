@@ -1,4 +1,4 @@
-"""The pictures (sign_ctc.viz.figures), headless: skeleton video frames, gloss tracks, posteriorgram, error plots."""
+"""The pictures (sign_ctc.viz: figures, skeleton_video, posteriorgram, errors), headless: skeleton video frames, gloss tracks, posteriorgram, error plots."""
 
 from __future__ import annotations
 
@@ -9,21 +9,15 @@ import pytest
 
 from sign_ctc.features.layout import RAW_PARTS
 from sign_ctc.features.pose_io import read_pose
-from sign_ctc.viz.figures import (
-    OP_COLORS,
-    PART_COLORS,
-    FigureStyle,
+from sign_ctc.viz.errors import error_statistics, write_error_plots
+from sign_ctc.viz.figures import OP_COLORS, PART_COLORS, FigureStyle, edit_ops, sentence_view
+from sign_ctc.viz.posteriorgram import posteriorgram_glosses, write_posteriorgram
+from sign_ctc.viz.skeleton_video import (
     _framing,
     _Projector,
     _track_height,
-    edit_ops,
-    error_statistics,
-    posteriorgram_glosses,
-    sentence_view,
     video_frames,
     video_size,
-    write_error_plots,
-    write_posteriorgram,
     write_skeleton_video,
     write_video,
 )
@@ -122,7 +116,7 @@ def test_track_highlight_follows_the_alignment(view) -> None:
     style = FigureStyle(width=320, skeleton_height=240)
     frames = list(video_frames(view, style))
     T = len(frames)
-    from sign_ctc.viz.figures import _GAP, _ROW_H, _frame_x
+    from sign_ctc.viz.skeleton_video import _GAP, _ROW_H, _frame_x
 
     for row, (spans, ops) in enumerate([(view.ref_alignment.spans, view.ref_ops),
                                          (view.hyp_alignment.spans, view.hyp_ops)]):

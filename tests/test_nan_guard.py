@@ -208,7 +208,7 @@ def test_setup_warns_with_the_number_of_infeasible_sentences(make_cfg, small_cor
 def _infeasible_longest(module: CTCModule, items, sid: str = "too_short"):
     """A sample longer than every other item (so it sets the batch's padding) whose glosses need
     more CTC frames than the net outputs for it: infeasible by length alone."""
-    from sign_ctc.data.dataset import Sample
+    from sign_ctc.data.sample import Sample
 
     T = max(s.features.shape[0] for s in items) + 7
     feats = torch.cat([s.features for s in items])[:T]

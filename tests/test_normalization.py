@@ -171,7 +171,8 @@ def test_the_dataset_cannot_normalize(small_corpus):
 def test_interpolated_landmarks_reach_the_model(small_corpus, mode):
     """`data.missing=interpolate` must change what the model sees: the interpolated hand values
     survive normalization (they used to be zeroed by the detected-presence mask)."""
-    from sign_ctc.data.dataset import LandmarkView, collate_landmarks
+    from sign_ctc.data.collate import collate_landmarks
+    from sign_ctc.data.dataset import LandmarkView
     from sign_ctc.features.layout import SLICES
 
     vocab = Vocabulary.from_glosses(s.glosses for s in small_corpus.sentences("train"))

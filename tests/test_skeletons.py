@@ -255,7 +255,7 @@ def test_a_corpus_of_other_skeletons_packs_into_the_store(tmp_path, caplog):
     for s, name in zip(sentences, names, strict=True):
         shutil.copy(DATA / name, tmp_path / "c" / "train" / f"{s.id}.pose")
     write_phoenix2014(tmp_path / "c" / "train.corpus.csv", sentences)
-    with caplog.at_level("WARNING", logger="sign_ctc.data.store"):
+    with caplog.at_level("WARNING", logger="sign_ctc.data.sources"):
         store = pack(Corpus(tmp_path / "c"), "train", tmp_path / "store")
     assert store.ids == ["s0", "s1", "s2"]
     assert store.manifest["skeletons"] == {"mediapipe_hands": 1, "mediapipe_holistic_reduced": 1, "openpose_body25": 1}

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from sign_ctc.data.collate import collate
+from sign_ctc.data.collate import collate, collate_landmarks
 from sign_ctc.data.corpus import Corpus, write_phoenix2014
-from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError, collate_landmarks
+from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, SampleError
+from sign_ctc.data.sources import StoreError
 from sign_ctc.data.store import (
     BYTES_PER_FRAME,
     FLOAT16_ATOL,
     MANIFEST_FILE,
     LandmarkStore,
-    StoreError,
     open_store,
     pack,
     store_location,
@@ -292,7 +292,7 @@ def test_device_derivation_of_real_pose_files_equals_the_definition():
     """The four real `.pose` files (5-97 frames, hands lost in many frames) padded into one batch:
     the features derived from the batch equal each file's features by the definition, exactly;
     so do those from the float16 values the store keeps (float16 -> float32 is exact)."""
-    from sign_ctc.data.dataset import LandmarkSample
+    from sign_ctc.data.sample import LandmarkSample
 
     data = Path(__file__).parent / "data"
     names = ["25October_2010_Monday_tagesschau-17.pose", "signer_holistic_97f.pose", "signer_refined_face_18f.pose",

@@ -196,8 +196,9 @@ def test_joblib_sweep_with_dataloader_workers(tmp_path, cache_dir, small_corpus)
     assert "DataLoader workers use" in proc.stdout + proc.stderr  # the loky start method was replaced
 
 
-def _worker_batches(corpus_root: str, context: str | None) -> tuple[str | None, int]:
-    """In a joblib (loky) process: one pass over the dev split with 2 DataLoader workers."""
+def _worker_batches(corpus_root: str, context: str | None) -> tuple[str | None, str | None, int | str]:
+    """In a joblib (loky) process: one pass over the dev split with 2 DataLoader workers; the process's
+    start method before and after, and the number of sentences (or the error's message)."""
     import multiprocessing
 
     from sign_ctc.data.datamodule import SignDataModule
@@ -206,17 +207,36 @@ def _worker_batches(corpus_root: str, context: str | None) -> tuple[str | None, 
     dm = SignDataModule(SyntheticCorpus(corpus_root, train=48, dev=12, test=12), num_workers=2, eval_batch_size=4,
                         multiprocessing_context=context)
     before = multiprocessing.get_start_method(allow_none=True)
-    return before, sum(len(b.ids) for b in dm.split_batches("dev"))
+    try:
+        count: int | str = sum(len(b.ids) for b in dm.split_batches("dev"))
+    except ValueError as exc:
+        count = str(exc)
+    return before, multiprocessing.get_start_method(allow_none=True), count
 
 
-@pytest.mark.slow  # ~30 s: spawn and forkserver workers import torch
-@pytest.mark.parametrize("context", ["spawn", "forkserver"])
-def test_dataloader_workers_in_joblib_process_any_start_method(small_corpus, context):
+@pytest.mark.slow  # ~10 s: a loky process imports torch
+@pytest.mark.parametrize("context", [None, "fork"])
+def test_dataloader_workers_in_joblib_process_fork(small_corpus, context):
+    """Fork workers start by name (their own context), so the loky process's start method stays loky."""
     from joblib import Parallel, delayed
 
     (result,) = Parallel(n_jobs=2, backend="loky")(delayed(_worker_batches)(str(small_corpus.root), context)
                                                     for _ in range(1))
-    assert result == ("loky", 12)  # the whole dev split, through workers started with `context`
+    assert result == ("loky", "loky", 12)  # the whole dev split through the workers; the process default untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_dataloader_workers_in_joblib_process_refuse_spawn(small_corpus, context):
+    """spawn/forkserver workers would re-apply `loky` in a fresh interpreter: one clear error, no forced start method."""
+    from joblib import Parallel, delayed
+
+    (result,) = Parallel(n_jobs=2, backend="loky")(delayed(_worker_batches)(str(small_corpus.root), context)
+                                                    for _ in range(1))
+    before, after, message = result
+    assert (before, after) == ("loky", "loky")
+    assert f"data.multiprocessing_context={context} cannot start DataLoader workers" in message
+    assert "data.multiprocessing_context=fork" in message
 
 
 @pytest.mark.slow

@@ -336,12 +336,12 @@ def test_pack_warns_when_a_split_mixes_backends(tiny_corpus, tmp_path, caplog):
     assert backend_mix(paths) is None  # no sidecars at all: other tools' files, nothing to say
     for p in paths:
         write_provenance(p, {"backend": "legacy", "mediapipe": "0.10.21"})
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.store"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.sources"):
         store = pack(tiny_corpus, "train", tmp_path / "stores")
     assert store.backend_mix is None and "extraction backends" not in caplog.text
     write_provenance(paths[0], {"backend": "tasks", "mediapipe": "1.2.3"})
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.store"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.sources"):
         store = pack(tiny_corpus, "train", tmp_path / "stores", force=True)
     legacy_shown = ", ".join(p.name for p in paths[1:4])
     assert store.backend_mix == f"legacy: 4 file(s) ({legacy_shown}, ...); tasks: 1 file(s) ({paths[0].name})"
@@ -349,7 +349,7 @@ def test_pack_warns_when_a_split_mixes_backends(tiny_corpus, tmp_path, caplog):
     manifest = json.loads((tmp_path / "stores" / "train" / MANIFEST_FILE).read_text())
     assert manifest["backend_mix"] == store.backend_mix
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.store"):
+    with caplog.at_level(logging.WARNING, logger="sign_ctc.data.sources"):
         pack(tiny_corpus, "train", tmp_path / "stores")  # reused: the warning is repeated from the manifest
     assert "different extraction backends" in caplog.text
     paths[1].with_name(paths[1].name + ".json").unlink()  # one file without a record among recorded ones

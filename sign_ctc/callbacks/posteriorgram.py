@@ -57,7 +57,8 @@ class PosteriorgramLogger(pl.Callback):
     def images(self, trainer: pl.Trainer, pl_module: Any) -> list[tuple[Any, str]]:
         """(matplotlib Figure, caption) of each fixed dev sentence with the module as it is now."""
         from sign_ctc.decoding.decoders import greedy_decode
-        from sign_ctc.viz.figures import posteriorgram_figure, sentence_view
+        from sign_ctc.viz.figures import sentence_view
+        from sign_ctc.viz.posteriorgram import posteriorgram_figure
 
         dm = trainer.datamodule
         ds = dm.dataset(dm.val_split)

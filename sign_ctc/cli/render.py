@@ -24,11 +24,11 @@ import hydra
 from omegaconf import DictConfig
 
 from sign_ctc.cli import CONF_DIR
-from sign_ctc.decoding.tuning import with_tuned_values
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
+from sign_ctc.run.decoding_setup import with_tuned_values
 from sign_ctc.run.evaluate import corpus_config
 from sign_ctc.viz.figures import FigureStyle
 from sign_ctc.viz.sentences import RenderError, view_of, write_sentence_figures

@@ -1,16 +1,18 @@
-"""Padding collate: a list of samples -> one :class:`~sign_ctc.data.batch.Batch` of padded tensors plus lengths."""
+"""Padding collate: a list of samples -> one :class:`~sign_ctc.data.batch.Batch` of padded tensors plus lengths
+(features: `collate`; raw landmarks, the features derived on the device: `collate_landmarks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from sign_ctc.data.batch import Batch
-
-if TYPE_CHECKING:
-    from sign_ctc.data.dataset import Sample
+from sign_ctc.data.sample import LandmarkSample, Sample
+from sign_ctc.features.layout import NUM_POINTS, PARTS
 
 
 def padded_length(longest: int, multiple: int | None) -> int:
@@ -52,3 +54,32 @@ def _common(presence: torch.Tensor, lengths: torch.Tensor, samples: Sequence[Any
         "target_lengths": torch.tensor([len(s.targets) for s in samples], dtype=torch.long),
         "ids": [s.id for s in samples],
     }
+
+
+def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor for a batch; in a loader worker it lives in shared memory (no copy to send it)."""
+    if get_worker_info() is None:
+        return torch.empty(*shape, dtype=dtype)
+    return torch.empty(*shape, dtype=dtype).share_memory_()
+
+
+def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> Batch:
+    """Raw samples -> a padded batch of raw landmarks; the features are derived after the transfer.
+
+    ``points`` [B, T, 543, 3] keeps the samples' dtype (float16 straight from the store, 8x smaller
+    than the float32 features; float32 once augmentation or interpolation computed new values),
+    padded with zeros; ``presence`` is the filled presence (interpolated parts count as present), so
+    :meth:`sign_ctc.data.batch.Batch.with_features` gives exactly ``collate`` of the samples' features.
+    ``pad_to_multiple``: the time axis is padded up to a multiple of it (a few shapes for torch.compile).
+    """
+    lengths = torch.tensor([s.points.shape[0] for s in samples], dtype=torch.long)
+    B, T = len(samples), padded_length(int(lengths.max()), pad_to_multiple)
+    dtype = torch.float16 if all(s.points.dtype == np.float16 for s in samples) else torch.float32
+    points = _empty_batch((B, T, NUM_POINTS, 3), dtype)
+    presence = torch.zeros(B, T, len(PARTS), dtype=torch.bool)
+    for i, s in enumerate(samples):
+        n = s.points.shape[0]
+        points[i, :n] = torch.from_numpy(s.points)
+        points[i, n:] = 0.0
+        presence[i, :n] = torch.from_numpy(s.filled)
+    return landmark_batch(points, presence, lengths, samples)

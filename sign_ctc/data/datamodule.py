@@ -26,11 +26,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from sign_ctc.data.augment import PoseAugmentation
-from sign_ctc.data.collate import collate
+from sign_ctc.data.collate import collate, collate_landmarks
 from sign_ctc.data.corpus import Corpus
-from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset, collate_landmarks
+from sign_ctc.data.dataset import LandmarkView, MediaPipeFeatureDataset
 from sign_ctc.data.sampler import LengthBucketBatchSampler
-from sign_ctc.data.store import BadSample, open_store, scan_sources
+from sign_ctc.data.sources import BadSample, scan_sources
+from sign_ctc.data.store import open_store
 from sign_ctc.data.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -193,28 +194,35 @@ class SignDataModule(pl.LightningDataModule):
         return ds, partial(collate, pad_to_multiple=pad) if pad else collate
 
     def _worker_context(self) -> Any:
-        """Start method of the loader workers: ``multiprocessing_context``, or None (the process default).
+        """This DataLoader's start method for its workers (``multiprocessing_context``), or None: the process
+        default. The process's own start method is never changed: other code in the process (joblib, another
+        loader) keeps the one it has.
 
-        Inside joblib's loky processes (``hydra/launcher=joblib``) the process default is ``loky``:
-        a child inherits the start method it was started with. Its Popen starts only loky's own
-        processes, so torch's plain ``multiprocessing.Process`` workers fail ("'Process' object has
-        no attribute 'env'"), and spawn/forkserver workers die at start-up: they re-apply the
-        parent's default start method by name, and ``loky`` is unknown to a fresh interpreter.
-        There the chosen method (else the platform default) is made the process default too.
+        Inside joblib's loky processes (``hydra/launcher=joblib``) the process default is ``loky``: a child
+        inherits the start method it was started with. Its Popen starts only loky's own processes, so torch's
+        plain ``multiprocessing.Process`` workers fail there ("'Process' object has no attribute 'env'"); they
+        get ``fork`` by name instead, which starts them without consulting the default. spawn and forkserver
+        cannot work there without changing the whole process's default: their fresh interpreter re-applies
+        the parent's default start method by name, and ``loky`` is unknown to it. Asking for one there is an
+        error that says so.
         """
         if self.num_workers == 0:
             return None
         import multiprocessing as mp
 
         method = self.multiprocessing_context
-        standard = mp.get_all_start_methods()  # the platform default first
+        standard = mp.get_all_start_methods()
         current = mp.get_start_method(allow_none=True)
-        if current is not None and current not in standard:
-            method = method or standard[0]
-            log.info("start method %r is not a multiprocessing one (joblib worker): DataLoader workers use %r",
-                     current, method)
-            mp.set_start_method(method, force=True)
-        return None if method is None else mp.get_context(method)
+        if current is None or current in standard:
+            return None if method is None else mp.get_context(method)
+        if method not in (None, "fork") or "fork" not in standard:
+            raise ValueError(
+                f"data.multiprocessing_context={method} cannot start DataLoader workers in this process: its start "
+                f"method is {current!r} (a joblib/loky worker, hydra/launcher=joblib), and {method or standard[0]} "
+                f"workers re-apply it by name in a fresh interpreter that does not know it; use "
+                f"data.multiprocessing_context=fork (or null), data.num_workers=0, or another hydra/launcher")
+        log.info("start method %r is not a multiprocessing one (joblib worker): DataLoader workers use 'fork'", current)
+        return mp.get_context("fork")
 
     def loader(self, split: str, shuffle: bool, batch_size: int, augment: bool = False) -> DataLoader:
         """``augment``: apply ``self.augmentation`` (the training loader); the sampler then tags each

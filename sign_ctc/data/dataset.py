@@ -6,7 +6,7 @@ sample's `.pose` file; or read from a precomputed ``[T, 6516]`` float32 `.npy` f
 The dataset does not normalize: that happens once, in the model (see ``sign_ctc.models.normalization``).
 
 The loaders use the faster form: :class:`LandmarkView` yields raw landmarks and
-:func:`collate_landmarks` pads them (float16 from the store); the features are derived from the
+:func:`~sign_ctc.data.collate.collate_landmarks` pads them (float16 from the store); the features are derived from the
 batch on the training device (``Batch.with_features``, called by the module after
 the transfer), which gives the same batch as ``collate([ds[i] ...])``.
 """
@@ -14,31 +14,21 @@ the transfer), which gives the same batch as ``collate([ds[i] ...])``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng
-from sign_ctc.data.batch import Batch
-from sign_ctc.data.collate import landmark_batch, padded_length
 from sign_ctc.data.corpus import Corpus
+from sign_ctc.data.sample import LandmarkSample, Sample
 from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
-from sign_ctc.features.layout import FEATURE_DIM, NUM_POINTS, PARTS, features_from_landmarks
+from sign_ctc.features.layout import FEATURE_DIM, PARTS, features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pose_io import read_pose
-
-
-@dataclass
-class Sample:
-    id: str
-    features: torch.Tensor  # [T, 6516] float32
-    presence: torch.Tensor  # [T, 4] bool
-    targets: torch.Tensor  # [L] long
 
 
 # A training-sample transform: (points [T, 543, 3], presence [T, 4], target ids) -> (points, presence).
@@ -47,17 +37,6 @@ Augment = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.nd
 
 class SampleError(ValueError):
     """A sample that cannot be used; the message names the sample id and file."""
-
-
-@dataclass
-class LandmarkSample:
-    """Raw landmarks of one sample, before feature derivation (what the training loaders carry)."""
-
-    id: str
-    points: np.ndarray  # [T, 543, 3] float16 as stored, or float32 once augmented / interpolated
-    presence: np.ndarray  # [T, 4] bool as detected
-    filled: np.ndarray  # [T, 4] bool after filling (which channels the features keep)
-    targets: torch.Tensor  # [L] long
 
 
 class MediaPipeFeatureDataset(Dataset):
@@ -140,7 +119,7 @@ class MediaPipeFeatureDataset(Dataset):
         return points, presence
 
     def raw(self, index: int, augment: Augment | None = None) -> LandmarkSample:
-        """The sample before feature derivation (for :func:`collate_landmarks`).
+        """The sample before feature derivation (for :func:`~sign_ctc.data.collate.collate_landmarks`).
 
         ``augment(points, presence, targets)``: applied to the detections before missing parts are
         filled, so ``missing=interpolate`` fills augmented gaps as it fills real ones.
@@ -194,7 +173,7 @@ class MediaPipeFeatureDataset(Dataset):
 
 
 class LandmarkView(Dataset):
-    """The dataset's samples as :class:`LandmarkSample` (raw landmarks), for :func:`collate_landmarks`.
+    """The dataset's samples as :class:`LandmarkSample` (raw landmarks), for :func:`~sign_ctc.data.collate.collate_landmarks`.
 
     With an ``augmentation`` (the training loader only) a key is ``(index, epoch)``, as the
     epoch-tagging batch sampler yields it: the epoch travels with the index into the (persistent)
@@ -221,32 +200,3 @@ class LandmarkView(Dataset):
             return augmentation(points, presence, ctc_min_outputs(targets), rng)
 
         return self.dataset.raw(index, augment)
-
-
-def _empty_batch(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """A tensor for a batch; in a loader worker it lives in shared memory (no copy to send it)."""
-    if get_worker_info() is None:
-        return torch.empty(*shape, dtype=dtype)
-    return torch.empty(*shape, dtype=dtype).share_memory_()
-
-
-def collate_landmarks(samples: Sequence[LandmarkSample], pad_to_multiple: int | None = None) -> Batch:
-    """Raw samples -> a padded batch of raw landmarks; the features are derived after the transfer.
-
-    ``points`` [B, T, 543, 3] keeps the samples' dtype (float16 straight from the store, 8x smaller
-    than the float32 features; float32 once augmentation or interpolation computed new values),
-    padded with zeros; ``presence`` is the filled presence (interpolated parts count as present), so
-    :meth:`sign_ctc.data.batch.Batch.with_features` gives exactly ``collate`` of the samples' features.
-    ``pad_to_multiple``: the time axis is padded up to a multiple of it (a few shapes for torch.compile).
-    """
-    lengths = torch.tensor([s.points.shape[0] for s in samples], dtype=torch.long)
-    B, T = len(samples), padded_length(int(lengths.max()), pad_to_multiple)
-    dtype = torch.float16 if all(s.points.dtype == np.float16 for s in samples) else torch.float32
-    points = _empty_batch((B, T, NUM_POINTS, 3), dtype)
-    presence = torch.zeros(B, T, len(PARTS), dtype=torch.bool)
-    for i, s in enumerate(samples):
-        n = s.points.shape[0]
-        points[i, :n] = torch.from_numpy(s.points)
-        points[i, n:] = 0.0
-        presence[i, :n] = torch.from_numpy(s.filled)
-    return landmark_batch(points, presence, lengths, samples)

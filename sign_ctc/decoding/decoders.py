@@ -7,11 +7,12 @@ optional gloss n-gram language model.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -41,9 +42,23 @@ def check_beam_search_available() -> None:
             f"or use decoding=greedy ({exc})") from exc
 
 
+def decoder_class(decoding: Any) -> Any:
+    """The class (or callable) a decoding config (group node, mapping or None) names as ``_target_``;
+    None for no config. Imported by its path with the standard library, so asking a decoder class
+    (``is_beam``) needs neither Hydra nor an instance (building one may load an LM)."""
+    target = decoding.get("_target_") if decoding is not None else None
+    if not target:
+        return None
+    module, _, name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):  # a wrong path: Hydra names it when the config is built
+        return None
+
+
 def require_decoding(decoding: Any) -> None:
-    """:func:`check_beam_search_available` when the ``decoding`` config (group node or None) builds the beam decoder."""
-    if decoding is not None and str(decoding.get("_target_", "")).endswith("BeamSearchDecoder"):
+    """:func:`check_beam_search_available` when the ``decoding`` config (group node or None) builds a beam decoder."""
+    if getattr(decoder_class(decoding), "is_beam", False):
         check_beam_search_available()
 
 
@@ -65,6 +80,9 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0
 
 class GreedyDecoder:
     """Best-path decoding behind the same interface as :class:`BeamSearchDecoder`."""
+
+    #: Not a beam search: no flashlight-text, no LM weight or word bonus to tune.
+    is_beam: ClassVar[bool] = False
 
     def __init__(self, vocab_tokens: list[str], blank: int = 0):
         self.vocab_tokens = list(vocab_tokens)
@@ -89,10 +107,14 @@ class BeamSearchDecoder:
     so it is not loaded (the file must still exist): same hypotheses, no Python LM calls.
 
     ``tune``, ``tune_lm_weights``, ``tune_word_bonuses``: the dev-set grid of ``eval.py
-    decoding.tune=true`` (:mod:`sign_ctc.decoding.tuning`). They live in the decoder's config group
+    decoding.tune=true`` (:mod:`sign_ctc.decoding.tuning`, :mod:`sign_ctc.run.decoding_setup`). They live in the decoder's config group
     so that one ``decoding=beam`` carries them; the decoder only stores them. So are ``commit_every`` and
     ``lookback``, the streaming decoder's pruning (:class:`sign_ctc.streaming.beam.BeamStream`).
     """
+
+    #: A beam search: needs flashlight-text, takes the LM weight and word bonus tuned on dev
+    #: (:mod:`sign_ctc.run.decoding_setup` asks the class a config names, not its name).
+    is_beam: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 import hydra
 import torch
 
-from sign_ctc.features.layout import LAYOUT_VERSION
+from sign_ctc.models.checkpoint_meta import CheckpointError, check_layout
 from sign_ctc.models.ctc_module import CTCModule
 
 # Where each module lived before the packages of 2026-11-28 (old -> new import path). A checkpoint's
@@ -58,20 +58,6 @@ def upgrade_targets(node: Any) -> Any:
     if isinstance(node, list):
         return [upgrade_targets(v) for v in node]
     return node
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used for inference; the message says why."""
-
-
-def check_layout(meta: dict[str, Any], source: str) -> None:
-    """Refuse a checkpoint of another feature layout: the one check, for loading a module from its
-    checkpoint and for Lightning's resume (``CTCModule.on_load_checkpoint``)."""
-    if meta.get("layout_version") != LAYOUT_VERSION:
-        raise CheckpointError(
-            f"{source} expects feature layout {meta.get('layout_version')!r} but this sign_ctc computes "
-            f"{LAYOUT_VERSION!r}; use the sign_ctc version the model was trained with"
-        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sign_ctc.data.batch import Batch
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding.decoders import greedy_decode
 from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION
+from sign_ctc.models.checkpoint_meta import check_layout
 from sign_ctc.models.normalization import Normalizer
 from sign_ctc.scoring.wer import WERResult, wer
 
@@ -314,8 +315,6 @@ class CTCModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from sign_ctc.models.checkpoint import check_layout  # (checkpoint imports this module to rebuild one)
-
         meta = checkpoint.get("sign_ctc", {})
         if meta:
             check_layout(meta, "the checkpoint")

@@ -117,7 +117,7 @@ class FrameKLDistillation:
             p.requires_grad_(False)
         self.teacher = teacher.eval()
         if self.cache_dir is not None and getattr(datamodule, "augmentation", None) is None:
-            from sign_ctc.decoding.tuning import sha256_of
+            from sign_ctc.checksum import sha256_of
 
             corpus = hashlib.sha256(f"{Path(datamodule.corpus.root).resolve()}|{datamodule.missing}".encode()).hexdigest()
             self.cache = self.cache_dir / f"{sha256_of(self.teacher_ckpt)[:16]}_{corpus[:8]}"

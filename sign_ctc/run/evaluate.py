@@ -20,17 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.callbacks.log_probs import LogProbRecorder
 from sign_ctc.decoding.alignment import AlignmentError, align_sequence
-from sign_ctc.decoding.tuning import (
-    decoder_settings,
-    format_tuning,
-    is_beam,
-    set_on_command_line,
-    tune_on_dev,
-    with_tuned_values,
-)
+from sign_ctc.decoding.tuning import decoder_settings, format_tuning
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
+from sign_ctc.run.decoding_setup import is_beam, set_on_command_line, tune_on_dev, with_tuned_values
 from sign_ctc.run.instantiate import instantiate_group
 from sign_ctc.run.reports import format_result, result_summary, write_predictions, write_results
 from sign_ctc.scoring.ctm import CtmLine, ctm_lines, read_stm, timed_ctm_lines, write_ctm

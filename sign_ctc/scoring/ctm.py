@@ -16,12 +16,24 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sign_ctc.atomic import write_text_atomic
 
-if TYPE_CHECKING:  # the scoring CLI reads CTM files without importing torch
-    from sign_ctc.decoding.alignment import GlossSpan
+
+class TimedGloss(Protocol):
+    """What a CTM line reads of a timed gloss (:class:`sign_ctc.decoding.alignment.GlossSpan` is
+    one): scoring states it here rather than importing decoding (no torch, no upward import)."""
+
+    @property
+    def gloss(self) -> str:
+        """The gloss the line names."""
+        ...
+
+    def seconds(self, fps: float) -> tuple[float, float]:
+        """(start, duration) in seconds at the input's frame rate."""
+        ...
+
 
 #: The token the PHOENIX scripts put in an utterance that has no gloss left, so sclite aligns it.
 EMPTY = "[EMPTY]"
@@ -93,7 +105,7 @@ def ctm_lines(utterances: Iterable[tuple[str, Sequence[str]]], channel: str = "1
     return out
 
 
-def timed_ctm_lines(uid: str, spans: Iterable[GlossSpan], fps: float, channel: str = "1") -> list[CtmLine]:
+def timed_ctm_lines(uid: str, spans: Iterable[TimedGloss], fps: float, channel: str = "1") -> list[CtmLine]:
     """CTM lines with real timing: each gloss's input frames from the CTC forced alignment
     (:mod:`sign_ctc.decoding.alignment`) in seconds at the input's frame rate."""
     if fps <= 0:

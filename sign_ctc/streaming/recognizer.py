@@ -112,8 +112,8 @@ class StreamingRecognizer:
     def from_checkpoint(cls, path: str | Path, decoding: Any = None, **kwargs: Any) -> StreamingRecognizer:
         """``decoding``: a decoding config (``sign_ctc/conf/decoding/*.yaml``; None: greedy). With beam search,
         the LM weight and word bonus tuned beside the checkpoint are used unless set
-        (:mod:`sign_ctc.decoding.tuning`), as ``sign-ctc-predict`` does."""
-        from sign_ctc.decoding.tuning import decoder_factory
+        (:mod:`sign_ctc.run.decoding_setup`), as ``sign-ctc-predict`` does."""
+        from sign_ctc.run.decoding_setup import decoder_factory
         from sign_ctc.models.checkpoint import load_module
 
         module = load_module(path)
@@ -127,7 +127,7 @@ class StreamingRecognizer:
     def from_exported(cls, path: str | Path, decoding: Any = None, **kwargs: Any) -> StreamingRecognizer:
         """A streaming ONNX export (``sign-ctc-export ... streaming=true``) run by onnxruntime; ``decoding``
         as in :meth:`from_checkpoint` (values tuned beside a checkpoint do not travel with an export)."""
-        from sign_ctc.decoding.tuning import decoder_factory
+        from sign_ctc.run.decoding_setup import decoder_factory
         from sign_ctc.streaming.onnx_net import OnnxStreamingNet
 
         net = OnnxStreamingNet.load(path)

@@ -15,16 +15,10 @@ from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.models.inference import decode, forward_landmarks
-from sign_ctc.viz.figures import (
-    FigureStyle,
-    SentenceView,
-    error_statistics,
-    sentence_view,
-    video_frames,
-    write_error_plots,
-    write_posteriorgram,
-    write_skeleton_video,
-)
+from sign_ctc.viz.errors import error_statistics, write_error_plots
+from sign_ctc.viz.figures import FigureStyle, SentenceView, sentence_view
+from sign_ctc.viz.posteriorgram import write_posteriorgram
+from sign_ctc.viz.skeleton_video import video_frames, write_skeleton_video
 
 log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
