@@ -10,24 +10,25 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sign_ctc"
 
 # package -> the sign_ctc packages (or single modules) it may import; ``atomic`` is the shared
-# write-atomically helper. Of data/, a model holds the vocabulary (its output classes) and reads the
+# write-atomically helper, ``errors`` the base class of the project's own errors (every package may use
+# both). Of data/, a model holds the vocabulary (its output classes) and reads the
 # typed batch, as the callbacks do.
 ALLOWED: dict[str, set[str]] = {
     "conf": set(),
-    "features": {"atomic"},
-    "extraction": {"atomic", "features", "data"},
-    "data": {"atomic", "features"},
-    "scoring": {"atomic"},
-    "decoding": {"atomic", "scoring"},
-    "models": {"atomic", "features", "data.vocabulary", "data.batch", "decoding", "scoring"},
-    "viz": {"atomic", "features", "decoding", "models"},
-    "callbacks": {"atomic", "features", "data.batch", "decoding", "models", "viz"},
-    "run": {"atomic", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
-    "streaming": {"atomic", "features", "data.vocabulary", "decoding", "models"},
-    "cli": {"api", "atomic", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
-            "streaming", "serve"},
+    "features": {"atomic", "errors"},
+    "extraction": {"atomic", "errors", "features", "data"},
+    "data": {"atomic", "errors", "features"},
+    "scoring": {"atomic", "errors"},
+    "decoding": {"atomic", "errors", "scoring"},
+    "models": {"atomic", "errors", "features", "data.vocabulary", "data.batch", "decoding", "scoring"},
+    "viz": {"atomic", "errors", "features", "decoding", "models"},
+    "callbacks": {"atomic", "errors", "features", "data.batch", "decoding", "models", "viz"},
+    "run": {"atomic", "errors", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
+    "streaming": {"atomic", "errors", "features", "data.vocabulary", "decoding", "models"},
+    "cli": {"api", "atomic", "errors", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks",
+            "run", "viz", "streaming", "serve"},
     # The live demo server: nothing imports it but its command (cli/serve.py).
-    "serve": {"atomic", "features", "extraction", "decoding", "models", "streaming"},
+    "serve": {"atomic", "errors", "features", "extraction", "decoding", "models", "streaming"},
 }
 # Third-party imports a package may not make at all (scoring runs where torch is not installed).
 FORBIDDEN: dict[str, set[str]] = {"scoring": {"torch", "lightning", "hydra", "numpy"}}
@@ -81,7 +82,7 @@ def test_imports_follow_the_flow(path: Path) -> None:
 
 def test_api_imports_follow_the_flow() -> None:
     """sign_ctc/api.py (the Recognizer) sits beside cli/: it may use the packages prediction needs, not cli or run."""
-    allowed = {"atomic", "features", "extraction", "data", "decoding", "models"}
+    allowed = {"atomic", "errors", "features", "extraction", "data", "decoding", "models"}
     for module, top in _imports(PACKAGE / "api.py"):
         root, _, rest = module.partition(".")
         if root == "sign_ctc" and rest:

@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.cli import CONF_DIR
+from sign_ctc.errors import SignCtcError
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
 from sign_ctc.streaming.greedy import TimedGloss
@@ -44,7 +45,7 @@ STALL_SECONDS = 5.0  # a live source that delivers no frame for this long has st
 EXIT_BAD_INPUT = 2
 
 
-class SourceError(RuntimeError):
+class SourceError(SignCtcError, RuntimeError):
     """A source that cannot be opened; the message says which and why."""
 
 

@@ -11,6 +11,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from sign_ctc.errors import SignCtcError
+
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
 
@@ -22,7 +24,7 @@ class Sentence:
     folder: str = ""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(SignCtcError, ValueError):
     """An annotation file that cannot be parsed; the message names the file and line."""
 
 

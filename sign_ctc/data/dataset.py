@@ -28,6 +28,7 @@ from sign_ctc.data.collate import landmark_batch, padded_length
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import FEATURE_DIM, NUM_POINTS, PARTS, features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pose_io import read_pose
@@ -45,7 +46,7 @@ class Sample:
 Augment = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-class SampleError(ValueError):
+class SampleError(SignCtcError, ValueError):
     """A sample that cannot be used; the message names the sample id and file."""
 
 

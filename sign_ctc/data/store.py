@@ -61,6 +61,7 @@ import numpy as np
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.data.corpus import Corpus, Sentence
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import LAYOUT_VERSION, NUM_POINTS, PARTS
 from sign_ctc.features.provenance import backend_mix
 
@@ -81,7 +82,7 @@ BYTES_PER_FRAME = FRAME_POINT_BYTES + FRAME_PRESENCE_BYTES  # 3262
 FLOAT16_ATOL = 1e-3
 
 
-class StoreError(RuntimeError):
+class StoreError(SignCtcError, RuntimeError):
     """A store that cannot be built or read; the message names the store or source file."""
 
 

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sign_ctc.errors import SignCtcError
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 # PHOENIX release layout: the ``folder`` column is relative to <root>/<FRAMES_SUBDIR>/<split>/.
 FRAMES_SUBDIR = "features/fullFrame-210x260px"
 
 
-class ExtractInputError(ValueError):
+class ExtractInputError(SignCtcError, ValueError):
     """Bad inputs for an extraction run (missing path, nothing to extract, bad shard)."""
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import hydra
 import torch
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import LAYOUT_VERSION
 from sign_ctc.models.ctc_module import CTCModule
 
@@ -60,7 +61,7 @@ def upgrade_targets(node: Any) -> Any:
     return node
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SignCtcError, ValueError):
     """A checkpoint that cannot be used for inference; the message says why."""
 
 

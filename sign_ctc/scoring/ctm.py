@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.errors import SignCtcError
 
 if TYPE_CHECKING:  # the scoring CLI reads CTM files without importing torch
     from sign_ctc.decoding.alignment import GlossSpan
@@ -30,7 +31,7 @@ EMPTY = "[EMPTY]"
 TOKEN_DURATION = 0.03
 
 
-class FormatError(ValueError):
+class FormatError(SignCtcError, ValueError):
     """A CTM/STM line that cannot be parsed; the message names the file and line."""
 
 
