@@ -33,7 +33,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, report_error, run_command  # noqa: F401 (callers of run() compare)
 from sign_ctc.errors import SignCtcError
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
@@ -42,7 +42,6 @@ from sign_ctc.streaming.recognizer import NotStreamableError, StreamingRecognize
 
 log = logging.getLogger(__name__)
 STALL_SECONDS = 5.0  # a live source that delivers no frame for this long has stalled
-EXIT_BAD_INPUT = 2
 
 
 class SourceError(SignCtcError, RuntimeError):
@@ -319,8 +318,7 @@ def run(cfg: DictConfig) -> int:
         tracker = make_tracker(options)
         warm_up(cap, tracker, live)
     except (SourceError, NotStreamableError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"live: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("live", exc)
     out = Path(cfg.paths.output_dir)
     stats = Stats()
     stop = threading.Event()
@@ -398,9 +396,7 @@ class LiveWindow:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="live")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("live", run, cfg)
 
 
 if __name__ == "__main__":

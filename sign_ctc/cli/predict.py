@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from sign_ctc.api import Recognizer, read_inputs
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, run_command
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.run.backend import apply_backend
 
@@ -69,15 +69,14 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
-    from sign_ctc.extraction.tracker import TrackerSetupError
+    run_command("predict", _checked_run, cfg)
 
-    try:
-        require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
-        run(cfg)
-    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here: one line, no traceback
-        print(f"predict: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def _checked_run(cfg: DictConfig) -> None:
+    from sign_ctc.decoding.decoders import require_decoding
+
+    require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ import hydra
 from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, report_error, run_command
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
 
-EXIT_BAD_INPUT = 2
 
 
 def is_loopback(host: str) -> bool:
@@ -99,8 +98,7 @@ def run(cfg: DictConfig) -> int:
         settings = settings_from(cfg)
         sock = bind(host, int(cfg.port))
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-        print(f"serve: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("serve", exc)
     import uvicorn
 
     from sign_ctc.serve.app import create_app
@@ -124,9 +122,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("serve", run, cfg)
 
 
 if __name__ == "__main__":
