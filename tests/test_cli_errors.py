@@ -217,3 +217,32 @@ def test_every_command_main_goes_through_the_shared_helper() -> None:
         source = path.read_text()
         assert "run_command(" in source or "guarded(" in source, path.name
         assert "if code:\n        sys.exit(code)" not in source, path.name
+
+
+def test_a_sweep_job_leaves_its_error_to_the_sweeper(capsys, monkeypatch) -> None:
+    """In a Hydra multirun job the error propagates: the sweeper records the failed job (Optuna goes on to
+    the next trial up to its max_failure_rate) instead of the whole sweep exiting at the first bad job."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from sign_ctc.cli import guarded
+    from sign_ctc.models.normalization import NormalizationConfigError
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def refused() -> None:
+        raise NormalizationConfigError("features would be normalized in two places")
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("sign_ctc.conf", version_base="1.3"):
+        HydraConfig().set_config(compose(config_name="export", return_hydra_config=True,
+                                         overrides=["hydra.mode=MULTIRUN"]))
+    try:
+        with pytest.raises(NormalizationConfigError):
+            guarded("train", refused)
+    finally:
+        HydraConfig.instance().cfg = None
+    with pytest.raises(SystemExit):  # a single run again
+        guarded("train", refused)
+    assert capsys.readouterr().err == "train: error: features would be normalized in two places\n"

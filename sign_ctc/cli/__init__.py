@@ -32,6 +32,18 @@ def full_error() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+def in_multirun() -> bool:
+    """A job of a Hydra sweep (``-m``): its error is the job's, recorded by the launcher or sweeper (the
+    Optuna sweeper marks the trial failed and goes on, up to its ``max_failure_rate``); exiting here
+    would end the whole sweep."""
+    if "hydra" not in sys.modules:  # an argparse command: Hydra is not even imported
+        return False
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def report_error(name: str, exc: BaseException, code: int = EXIT_BAD_INPUT) -> int:
     """Print ``<name>: error: <message>`` to stderr and return the exit code; re-raise under HYDRA_FULL_ERROR=1.
 
@@ -44,10 +56,12 @@ def report_error(name: str, exc: BaseException, code: int = EXIT_BAD_INPUT) -> i
 
 def guarded(name: str, body: Callable[..., Any], *args: Any) -> Any:
     """``body(*args)``'s value (train/eval: the metric a sweeper minimizes; argparse commands: the exit
-    code); a user error ends the process with its one line and exit status 2."""
+    code); a user error ends the process with its one line and exit status 2, except in a sweep's job."""
     try:
         return body(*args)
     except USER_ERRORS as exc:
+        if in_multirun():
+            raise
         sys.exit(report_error(name, exc))
 
 
