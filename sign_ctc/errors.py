@@ -14,3 +14,8 @@ from __future__ import annotations
 
 class SignCtcError(Exception):
     """Something the user can fix; the message says what and names the file, sample or setting."""
+
+
+class ConfigError(SignCtcError, ValueError):
+    """A command line or config that cannot work (a missing or contradictory setting); the message names
+    the setting and what to give instead. For refusals that have no more specific error type."""

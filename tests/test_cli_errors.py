@@ -35,6 +35,9 @@ HYDRA_CASES: dict[str, tuple[list[str], int, str]] = {
                "export: error: checkpoint not found: missing.ckpt"),
     "predict": (["-m", "sign_ctc.cli.predict", "ckpt_path={tiny}", "pose=corrupt.pose"], 2,
                 "predict: error: corrupt.pose"),
+    "predict_without_a_model": (["-m", "sign_ctc.cli.predict", "pose=corrupt.pose"], 2,
+                                "predict: error: give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by "
+                                "sign-ctc-export> (one of them)"),
     "render": (["-m", "sign_ctc.cli.render", "ckpt_path={tiny}", "pose=corrupt.pose"], 2,
                "render: error: corrupt.pose"),
     "extract": (["-m", "sign_ctc.cli.extract", "input=empty", "output=landmarks"], 2,

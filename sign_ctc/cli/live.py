@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, report_error, run_command  # noqa: F401 (callers of run() compare)
-from sign_ctc.errors import SignCtcError
+from sign_ctc.errors import ConfigError, SignCtcError
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
 from sign_ctc.streaming.greedy import TimedGloss
@@ -119,7 +119,7 @@ def frames_paced(cap: Any, fps: float, live: bool, stats: Stats, stop: threading
     tracker did not take in time come out as dropped (``rgb`` None), in order, so the stream keeps its
     timing. ``backlog=1``: only the newest frame (lowest latency, most drops)."""
     if backlog < 1:
-        raise ValueError(f"backlog must be at least 1 frame, got {backlog}")
+        raise ConfigError(f"backlog must be at least 1 frame, got {backlog}")
     import cv2
 
     slot: list[Frame] = []

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from sign_ctc.api import Recognizer, read_inputs
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.cli import CONF_DIR, run_command
+from sign_ctc.errors import ConfigError
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.run.backend import apply_backend
 
@@ -48,7 +49,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if decoding is not None and decoding.get("tune"):
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
-        raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
+        raise ConfigError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> "
+                          "(one of them)")
     extraction = {"model_complexity": int(cfg.model_complexity), "refine_face": bool(cfg.refine_face),
                   "tracker": str(cfg.get("tracker") or "auto"), "model_asset": cfg.get("model_asset") or None,
                   "pause_seconds": cfg.get("pause_seconds")}

@@ -28,6 +28,7 @@ from sign_ctc.decoding.tuning import (
     tune_on_dev,
     with_tuned_values,
 )
+from sign_ctc.errors import ConfigError
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
@@ -140,8 +141,8 @@ def corpus_config(cfg: DictConfig, recipe: dict[str, Any]) -> DictConfig:
     if cfg.get("data") is not None:
         return cfg.data
     if not recipe.get("data"):
-        raise ValueError(f"{cfg.ckpt_path} does not record the corpus it was trained on: "
-                         "pass data=<config> data.root=<corpus> (and data.landmarks_dir=...)")
+        raise ConfigError(f"{cfg.ckpt_path} does not record the corpus it was trained on: "
+                          "pass data=<config> data.root=<corpus> (and data.landmarks_dir=...)")
     return OmegaConf.create(recipe["data"])
 
 
