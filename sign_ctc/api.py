@@ -26,6 +26,7 @@ import torch
 from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding.alignment import align_sequence
 from sign_ctc.decoding.timed import TimedGloss
+from sign_ctc.errors import ConfigError
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.inference import decode, forward_landmarks, model_inputs, segments, without_idle
 
@@ -62,7 +63,7 @@ def read_inputs(video: str | Path | None = None, pose: str | Path | None = None,
     from sign_ctc.features.pose_io import landmarks_from_pose, read_pose
 
     if (video is None) == (pose is None):
-        raise ValueError("give video=<file | folder of videos | frame folder> or pose=<file.pose> (one of them)")
+        raise ConfigError("give video=<file | folder of videos | frame folder> or pose=<file.pose> (one of them)")
     if pose is not None:
         return [(Path(pose).stem, read_pose(pose))]
     from sign_ctc.extraction.discover import discover

@@ -10,26 +10,27 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sign_ctc"
 
 # package -> the sign_ctc packages (or single modules) it may import; ``atomic`` (writing a file
-# atomically) and ``checksum`` (a file's sha256) are the shared helpers. The recognizers (api.py,
+# atomically), ``checksum`` (a file's sha256) and ``errors`` (the base class of the project's own errors)
+# are the shared helpers every package may use. The recognizers (api.py,
 # streaming/) build their decoder from a decoding config through run.decoding_setup, as eval does.
 # Of data/, a model holds the vocabulary (its output classes) and reads the typed batch, as the
 # callbacks do.
 ALLOWED: dict[str, set[str]] = {
     "conf": set(),
-    "features": {"atomic", "checksum"},
-    "extraction": {"atomic", "checksum", "features", "data"},
-    "data": {"atomic", "checksum", "features"},
-    "scoring": {"atomic", "checksum"},
-    "decoding": {"atomic", "checksum", "scoring"},
-    "models": {"atomic", "checksum", "features", "data.vocabulary", "data.batch", "decoding", "scoring"},
-    "viz": {"atomic", "checksum", "features", "decoding", "models"},
-    "callbacks": {"atomic", "checksum", "features", "data.batch", "decoding", "models", "viz"},
-    "run": {"atomic", "checksum", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
-    "streaming": {"atomic", "checksum", "features", "data.vocabulary", "decoding", "models", "run.decoding_setup"},
-    "cli": {"api", "atomic", "checksum", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
+    "features": {"atomic", "checksum", "errors"},
+    "extraction": {"atomic", "checksum", "errors", "features", "data"},
+    "data": {"atomic", "checksum", "errors", "features"},
+    "scoring": {"atomic", "checksum", "errors"},
+    "decoding": {"atomic", "checksum", "errors", "scoring"},
+    "models": {"atomic", "checksum", "errors", "features", "data.vocabulary", "data.batch", "decoding", "scoring"},
+    "viz": {"atomic", "checksum", "errors", "features", "decoding", "models"},
+    "callbacks": {"atomic", "checksum", "errors", "features", "data.batch", "decoding", "models", "viz"},
+    "run": {"atomic", "checksum", "errors", "features", "data", "decoding", "scoring", "models", "callbacks", "viz"},
+    "streaming": {"atomic", "checksum", "errors", "features", "data.vocabulary", "decoding", "models", "run.decoding_setup"},
+    "cli": {"api", "atomic", "checksum", "errors", "features", "extraction", "data", "decoding", "scoring", "models", "callbacks", "run", "viz",
             "streaming", "serve"},
     # The live demo server: nothing imports it but its command (cli/serve.py).
-    "serve": {"atomic", "checksum", "features", "extraction", "decoding", "models", "streaming"},
+    "serve": {"atomic", "checksum", "errors", "features", "extraction", "decoding", "models", "streaming"},
 }
 # Third-party imports a package may not make at all (scoring runs where torch is not installed).
 FORBIDDEN: dict[str, set[str]] = {"scoring": {"torch", "lightning", "hydra", "numpy"}}
@@ -150,7 +151,7 @@ def test_type_only_and_function_level_imports_are_seen(tmp_path: Path) -> None:
 
 def test_api_imports_follow_the_flow() -> None:
     """sign_ctc/api.py (the Recognizer) sits beside cli/: it may use the packages prediction needs, not cli or run."""
-    allowed = {"atomic", "checksum", "features", "extraction", "data", "decoding", "models", "run.decoding_setup"}
+    allowed = {"atomic", "checksum", "errors", "features", "extraction", "data", "decoding", "models", "run.decoding_setup"}
     for module, top in _imports(PACKAGE / "api.py"):
         root, _, rest = module.partition(".")
         if root == "sign_ctc" and rest:

@@ -19,6 +19,7 @@ import torch
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.data.batch import Batch
+from sign_ctc.errors import SignCtcError
 from sign_ctc.models.ctc_module import NonFiniteEvent
 
 
@@ -32,7 +33,7 @@ class Guarded(Protocol):
     grad_norm: torch.Tensor | None
 
 
-class NonFiniteTrainingError(RuntimeError):
+class NonFiniteTrainingError(SignCtcError, RuntimeError):
     """Training produced non-finite values too many steps in a row."""
 
 

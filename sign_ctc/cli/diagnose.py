@@ -8,7 +8,6 @@ Prints a PASS/FAIL table with figures and exits non-zero when any check fails.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from sign_ctc.callbacks.feature_diagnostics import modality_stats, render_table
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, run_command
 from sign_ctc.data.batch import Batch
 from sign_ctc.data.collate import collate
 from sign_ctc.models.ctc_module import CTCModule
@@ -199,10 +198,14 @@ def print_table(checks: list[Check]) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="diagnose")
 def main(cfg: DictConfig) -> None:
+    run_command("diagnose", _diagnose, cfg)
+
+
+def _diagnose(cfg: DictConfig) -> int:
+    """Exit 1 when a check fails (each failure, a refused config included, is a FAIL row saying why)."""
     checks = diagnose(cfg)
     print_table(checks)
-    if not all(c.passed for c in checks):
-        sys.exit(1)
+    return 0 if all(c.passed for c in checks) else 1
 
 
 if __name__ == "__main__":

@@ -6,23 +6,22 @@ config (``sign_ctc/conf/eval.yaml``) and returns the WER sweepers minimize.
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
-from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
+from sign_ctc.cli import CONF_DIR, guarded
+from sign_ctc.decoding.decoders import require_decoding
 from sign_ctc.run.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
-    try:
-        require_decoding(cfg.get("decoding"))  # decoding=beam where flashlight-text is missing (Python 3.13)
-    except BeamSearchUnavailableError as exc:
-        print(f"eval: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    """Returns the WER, for sweepers to minimize."""
+    return guarded("eval", _run, cfg)
+
+
+def _run(cfg: DictConfig) -> float:
+    require_decoding(cfg.get("decoding"))  # decoding=beam where flashlight-text is missing (Python 3.13)
     return float(evaluate(cfg)["wer"])
 
 

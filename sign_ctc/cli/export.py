@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, run_command
 from sign_ctc.models.export import default_out, export_checkpoint
 
 
@@ -47,15 +46,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
-    from sign_ctc.models.checkpoint import CheckpointError
-    from sign_ctc.models.export import ExportError
-    from sign_ctc.streaming.recognizer import NotStreamableError
+    run_command("export", _export, cfg)
 
-    try:
-        meta = run(cfg)
-    except (ExportError, CheckpointError, NotStreamableError) as exc:  # one line saying why, no traceback
-        print(f"export: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def _export(cfg: DictConfig) -> None:
+    meta = run(cfg)
     streaming = f", streaming in chunks of {meta['streaming']['chunk_frames']} frames" if meta.get("streaming") else ""
     print(f"exported {out_path(cfg)} ({meta['format']}{streaming}, {meta['net']}, {len(meta['vocab'])} classes); "
           f"max abs diff to PyTorch: {meta['verified_max_abs_diff']}")

@@ -15,13 +15,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, report_error, run_command
 from sign_ctc.extraction.discover import ExtractInputError, discover, parse_shard
 from sign_ctc.extraction.merge import MergeError, merge_if_complete, merge_summaries
 from sign_ctc.extraction.run import extract, summary_name_for_shard
 from sign_ctc.extraction.tracker import HolisticOptions, TrackerSetupError
 
-EXIT_BAD_INPUT = 2
 EXIT_FAILURES = 1
 
 
@@ -41,8 +40,7 @@ def merge(cfg: DictConfig) -> int:
             raise ExtractInputError("no output folder given: set output=<folder>")
         merged = merge_summaries(cfg.output, cfg.summary or "extract_summary.json")
     except (ExtractInputError, MergeError) as exc:
-        print(f"extract: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("extract", exc)
     _print_merged(cfg, merged)
     if merged["missing_shards"]:
         print(f"extract: shard(s) {', '.join(merged['missing_shards'])} have no summary yet", file=sys.stderr)
@@ -71,8 +69,7 @@ def run(cfg: DictConfig) -> int:
         report = extract(items, cfg.output, options=options, workers=int(cfg.workers), shard=f"{k}/{n}",
                          summary=cfg.summary, progress=bool(cfg.progress))
     except (ExtractInputError, TrackerSetupError, FileNotFoundError, ValueError) as exc:
-        print(f"extract: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("extract", exc)
     counts = report["counts"]
     rates = ", ".join(f"{p} {v:.1%}" for p, v in report["detection_rate"].items())
     where = f"{cfg.output}/{summary_name_for_shard(cfg.summary, k, n)}" if cfg.summary else "(no summary)"
@@ -93,9 +90,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="extract")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("extract", run, cfg)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, report_error, run_command  # noqa: F401 (callers of run() compare)
+from sign_ctc.errors import ConfigError, SignCtcError
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
 from sign_ctc.streaming.greedy import TimedGloss
@@ -41,10 +42,9 @@ from sign_ctc.streaming.recognizer import NotStreamableError, StreamingRecognize
 
 log = logging.getLogger(__name__)
 STALL_SECONDS = 5.0  # a live source that delivers no frame for this long has stalled
-EXIT_BAD_INPUT = 2
 
 
-class SourceError(RuntimeError):
+class SourceError(SignCtcError, RuntimeError):
     """A source that cannot be opened; the message says which and why."""
 
 
@@ -119,7 +119,7 @@ def frames_paced(cap: Any, fps: float, live: bool, stats: Stats, stop: threading
     tracker did not take in time come out as dropped (``rgb`` None), in order, so the stream keeps its
     timing. ``backlog=1``: only the newest frame (lowest latency, most drops)."""
     if backlog < 1:
-        raise ValueError(f"backlog must be at least 1 frame, got {backlog}")
+        raise ConfigError(f"backlog must be at least 1 frame, got {backlog}")
     import cv2
 
     slot: list[Frame] = []
@@ -318,8 +318,7 @@ def run(cfg: DictConfig) -> int:
         tracker = make_tracker(options)
         warm_up(cap, tracker, live)
     except (SourceError, NotStreamableError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"live: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("live", exc)
     out = Path(cfg.paths.output_dir)
     stats = Stats()
     stop = threading.Event()
@@ -397,9 +396,7 @@ class LiveWindow:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="live")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("live", run, cfg)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sign_ctc.cli import guarded
 from sign_ctc.decoding.lm import train_kneser_ney, write_arpa
 
 
@@ -18,7 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="PHOENIX-2014 id|folder|signer|annotation file(s), e.g. train.corpus.csv")
     p.add_argument("--order", type=int, default=3)
     p.add_argument("--out", required=True, help="ARPA file to write")
-    args = p.parse_args(argv)
+    return guarded("lm", _train, p.parse_args(argv))
+
+
+def _train(args: argparse.Namespace) -> int:
     from sign_ctc.data.corpus import read_phoenix2014
 
     sentences = [s.glosses for path in args.corpus_csv for s in read_phoenix2014(path)]

@@ -22,7 +22,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, report_error, run_command
 from sign_ctc.data.corpus import SPLITS
 from sign_ctc.data.store import (
     BYTES_PER_FRAME,
@@ -36,7 +36,6 @@ from sign_ctc.data.store import (
 )
 from sign_ctc.features.pose_io import PoseFileError
 
-EXIT_BAD_INPUT = 2
 
 
 def _report(split: str, store: LandmarkStore) -> None:
@@ -80,16 +79,13 @@ def run(cfg: DictConfig) -> int:
                   f"{store.nbytes / 1e6:.1f} MB ({BYTES_PER_FRAME} B/frame), {state}: {store.path}")
             _report(split, store)
     except (StoreError, PoseFileError, FileNotFoundError, ValueError) as exc:
-        print(f"pack: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("pack", exc)
     return EXIT_BAD_INPUT if failed else 0
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pack")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("pack", run, cfg)
 
 
 if __name__ == "__main__":

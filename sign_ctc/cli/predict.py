@@ -29,7 +29,8 @@ from omegaconf import DictConfig
 
 from sign_ctc.api import Recognizer, read_inputs
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, run_command
+from sign_ctc.errors import ConfigError
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.run.backend import apply_backend
 
@@ -48,7 +49,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if decoding is not None and decoding.get("tune"):
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
-        raise ValueError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> (one of them)")
+        raise ConfigError("give ckpt_path=<checkpoint.ckpt> or model_path=<model exported by sign-ctc-export> "
+                          "(one of them)")
     extraction = {"model_complexity": int(cfg.model_complexity), "refine_face": bool(cfg.refine_face),
                   "tracker": str(cfg.get("tracker") or "auto"), "model_asset": cfg.get("model_asset") or None,
                   "pause_seconds": cfg.get("pause_seconds")}
@@ -69,15 +71,14 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
-    from sign_ctc.extraction.tracker import TrackerSetupError
+    run_command("predict", _checked_run, cfg)
 
-    try:
-        require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
-        run(cfg)
-    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here: one line, no traceback
-        print(f"predict: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def _checked_run(cfg: DictConfig) -> None:
+    from sign_ctc.decoding.decoders import require_decoding
+
+    require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
+    run(cfg)
 
 
 if __name__ == "__main__":

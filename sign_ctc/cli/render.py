@@ -16,14 +16,13 @@ frames and seconds); ``still=<k>`` adds frame k of the video as ``<id>_frame<k>.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, run_command
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
@@ -100,15 +99,14 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="render")
 def main(cfg: DictConfig) -> None:
-    from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
-    from sign_ctc.extraction.tracker import TrackerSetupError
+    run_command("render", _checked_run, cfg)
 
-    try:
-        require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
-        run(cfg)
-    except (TrackerSetupError, BeamSearchUnavailableError) as exc:  # cannot run here; one line saying why
-        print(f"render: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def _checked_run(cfg: DictConfig) -> None:
+    from sign_ctc.decoding.decoders import require_decoding
+
+    require_decoding(cfg.get("decoding"))  # before the checkpoint is loaded or a video extracted
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from sign_ctc.cli import guarded, report_error
 from sign_ctc.scoring.official import format_report, score_files
 from sign_ctc.scoring.phoenix_rules import DEFAULT_RULES, RULES
 from sign_ctc.scoring.sclite import SCLiteError
@@ -34,16 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--keep", metavar="DIR", help="write the cleaned, sorted hyp.ctm/ref.stm here")
     p.add_argument("--allow-extra", action="store_true", help="ignore hypothesis ids missing from the STM")
-    args = p.parse_args(argv)
+    return guarded("score", _score, p.parse_args(argv))
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Exit 2 when sclite fails, 1 for an unreadable or malformed CTM/STM (the file and line named)."""
     try:
         report = score_files(args.hyp, args.ref, rules=args.rules, align=args.align, use_sclite=args.sclite,
                              workdir=args.keep, allow_extra=args.allow_extra)
     except SCLiteError as e:
-        print(f"error: sclite: {e}", file=sys.stderr)
-        return 2
+        return report_error("score (sclite)", e, code=2)
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error("score", e, code=1)
     print(json.dumps(report.to_dict()) if args.json else format_report(report))
     return 0
 

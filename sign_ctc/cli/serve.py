@@ -21,11 +21,11 @@ import hydra
 from omegaconf import DictConfig
 
 from sign_ctc.atomic import write_text_atomic
-from sign_ctc.cli import CONF_DIR
+from sign_ctc.cli import CONF_DIR, report_error, run_command
+from sign_ctc.errors import ConfigError
 from sign_ctc.models.checkpoint import CheckpointError
 from sign_ctc.run.backend import apply_backend
 
-EXIT_BAD_INPUT = 2
 
 
 def is_loopback(host: str) -> bool:
@@ -64,14 +64,14 @@ def settings_from(cfg: DictConfig):
     from sign_ctc.streaming.recognizer import NotStreamableError, stream_refusal
 
     if cfg.get("model_path"):
-        raise ValueError("model_path: an exported model runs whole sentences and cannot stream; "
-                         "give ckpt_path=<the checkpoint it was exported from>")
+        raise ConfigError("model_path: an exported model runs whole sentences and cannot stream; "
+                          "give ckpt_path=<the checkpoint it was exported from>")
     if not cfg.get("ckpt_path"):
-        raise ValueError("give ckpt_path=<checkpoint of a streaming model, e.g. the student>")
+        raise ConfigError("give ckpt_path=<checkpoint of a streaming model, e.g. the student>")
     if not Path(str(cfg.ckpt_path)).is_file():
         raise FileNotFoundError(f"checkpoint not found: {cfg.ckpt_path}")
     if cfg.frame_format not in ("png", "jpeg"):
-        raise ValueError(f"frame_format must be png or jpeg, got {cfg.frame_format!r}")
+        raise ConfigError(f"frame_format must be png or jpeg, got {cfg.frame_format!r}")
     options = HolisticOptions(model_complexity=int(cfg.model_complexity), refine_face=bool(cfg.refine_face),
                               backend=str(cfg.tracker), model_asset=cfg.get("model_asset"))
     check_backend(options)
@@ -79,7 +79,7 @@ def settings_from(cfg: DictConfig):
         module = load_module(cfg.ckpt_path).eval()
     except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{cfg.ckpt_path} is not a training checkpoint ({first})") from None
+        raise CheckpointError(f"{cfg.ckpt_path} is not a training checkpoint ({first})") from None
     reason = stream_refusal(module)
     if reason:
         raise NotStreamableError(f"this model cannot stream: {reason}")
@@ -99,8 +99,7 @@ def run(cfg: DictConfig) -> int:
         settings = settings_from(cfg)
         sock = bind(host, int(cfg.port))
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-        print(f"serve: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_error("serve", exc)
     import uvicorn
 
     from sign_ctc.serve.app import create_app
@@ -124,9 +123,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
 def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+    run_command("serve", run, cfg)
 
 
 if __name__ == "__main__":

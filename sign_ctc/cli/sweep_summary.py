@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.cli import guarded
 
 # Overrides that say how a job was run, not what it is.
 IGNORED_PREFIXES = ("ckpt_path=", "hydra.", "paths.")
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"not a directory: {args.sweep_dir}")
+    return guarded("sweep-summary", _summarize, args)
+
+
+def _summarize(args: argparse.Namespace) -> int:
     rows = summarize(args.sweep_dir)
     if not rows:
         print(f"no job directories (with .hydra/overrides.yaml) under {args.sweep_dir}", file=sys.stderr)

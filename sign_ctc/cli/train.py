@@ -11,8 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sign_ctc.cli import CONF_DIR
-from sign_ctc.decoding.decoders import BeamSearchUnavailableError, require_decoding
+from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, guarded
+from sign_ctc.decoding.decoders import require_decoding
 from sign_ctc.run.sweeps import optuna_sweeper_error
 from sign_ctc.run.train import train
 
@@ -20,11 +20,11 @@ from sign_ctc.run.train import train
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _train(cfg: DictConfig) -> float | None:
     """Returns the best value of metric.name (e.g. the best val/wer) for sweepers to minimize."""
-    try:
-        require_decoding(cfg.get("decoding"))  # decoding=beam where flashlight-text is missing (Python 3.13)
-    except BeamSearchUnavailableError as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    return guarded("train", _run, cfg)
+
+
+def _run(cfg: DictConfig) -> float | None:
+    require_decoding(cfg.get("decoding"))  # decoding=beam where flashlight-text is missing (Python 3.13)
     metrics = train(cfg)
     return metrics.get(f"{cfg.metric.name}_best")
 
@@ -39,7 +39,7 @@ def main() -> None:
     message = optuna_sweeper_error(sys.argv[1:])
     if message:
         print(f"train: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     _train()
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from sign_ctc.errors import SignCtcError
+
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
 
@@ -27,11 +29,11 @@ class Sentence:
     folder: str = ""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(SignCtcError, ValueError):
     """An annotation file that cannot be parsed; the message names the file and line."""
 
 
-class CorpusLayoutError(ValueError):
+class CorpusLayoutError(SignCtcError, ValueError):
     """A corpus root whose media are not where its layout says (e.g. no frame folder for a split)."""
 
 

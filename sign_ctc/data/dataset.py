@@ -26,6 +26,7 @@ from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.sample import LandmarkSample, Sample
 from sign_ctc.data.store import LandmarkStore
 from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import FEATURE_DIM, PARTS, features_from_landmarks
 from sign_ctc.features.missing import fill_missing
 from sign_ctc.features.pose_io import read_pose
@@ -35,7 +36,7 @@ from sign_ctc.features.pose_io import read_pose
 Augment = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-class SampleError(ValueError):
+class SampleError(SignCtcError, ValueError):
     """A sample that cannot be used; the message names the sample id and file."""
 
 

@@ -14,6 +14,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from sign_ctc.errors import SignCtcError
+
 # Builtin containers and scalars that some pickle protocols reach through find_class (protocol 2
 # writes sets as ``builtins.set``); everything else (numpy, pandas, functions) is refused.
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -23,7 +25,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(SignCtcError, ValueError):
     """A pickle that asks for a class or function outside builtin containers and scalars."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from sign_ctc.atomic import write_text_atomic
 from sign_ctc.data.corpus import Corpus, Sentence
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import NUM_POINTS, PARTS
 from sign_ctc.features.provenance import backend_mix
 
@@ -35,7 +36,7 @@ MAX_LISTED = 100  # bad samples spelled out in an error message (all of them are
 POINT_DTYPE = np.dtype("<f2")
 
 
-class StoreError(RuntimeError):
+class StoreError(SignCtcError, RuntimeError):
     """A store that cannot be built or read; the message names the store or source file."""
 
 

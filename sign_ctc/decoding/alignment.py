@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sign_ctc.errors import SignCtcError
 
-class AlignmentError(ValueError):
+
+class AlignmentError(SignCtcError, ValueError):
     """A sequence that cannot be aligned (too few frames for its glosses); the message says which."""
 
 

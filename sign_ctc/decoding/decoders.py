@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from sign_ctc.errors import SignCtcError
+
 FLASHLIGHT_PIN = "flashlight-text==0.0.7"
 
 
-class BeamSearchUnavailableError(ImportError):
+class BeamSearchUnavailableError(SignCtcError, ImportError):
     """flashlight-text (the beam search's C++ decoder) cannot be imported; the message says why and what to use."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from sign_ctc.data.corpus import Corpus, CorpusLayoutError, SentenceMedia, frame_folder_media, read_annotation
+from sign_ctc.errors import SignCtcError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
@@ -24,7 +25,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 FRAMES_SUBDIR = Corpus.FRAMES.as_posix()
 
 
-class ExtractInputError(ValueError):
+class ExtractInputError(SignCtcError, ValueError):
     """Bad inputs for an extraction run (missing path, nothing to extract, bad shard)."""
 
 

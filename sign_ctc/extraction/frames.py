@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.extraction.discover import IMAGE_EXTENSIONS
 
 
-class FrameSourceError(RuntimeError):
+class FrameSourceError(SignCtcError, RuntimeError):
     """A video or frame folder that yields no usable frames; the message says why."""
 
 

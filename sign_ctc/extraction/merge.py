@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import PARTS
 
 
-class MergeError(ValueError):
+class MergeError(SignCtcError, ValueError):
     """Shard summaries that cannot be merged (none, unreadable, from differently sharded runs)."""
 
 

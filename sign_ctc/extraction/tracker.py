@@ -39,6 +39,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
 
 BACKENDS = ("legacy", "tasks")
@@ -61,7 +62,7 @@ POSE_MODELS: dict[int, str] = {
 MODEL_URL = "https://storage.googleapis.com/mediapipe-assets/"
 
 
-class TrackerSetupError(RuntimeError):
+class TrackerSetupError(SignCtcError, RuntimeError):
     """The chosen backend cannot run here (mediapipe version, model file); the message says what to do."""
 
 

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from sign_ctc.atomic import write_bytes_atomic
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features import skeletons
 from sign_ctc.features.header import holistic_header
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
 
 
-class PoseFileError(ValueError):
+class PoseFileError(SignCtcError, ValueError):
     """A `.pose` file that cannot be turned into layout landmarks; the message names it."""
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import NUM_POINTS, PARTS, RAW_PARTS
 
 # MediaPipe's pose landmark names (mediapipe PoseLandmark, in index order).
@@ -107,7 +108,7 @@ HOLISTIC = "mediapipe_holistic"
 OPENPOSE = "openpose"
 
 
-class SkeletonError(ValueError):
+class SkeletonError(SignCtcError, ValueError):
     """A header whose components name no known skeleton (or mix two); the reader adds the file name."""
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import LAYOUT_VERSION
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SignCtcError, ValueError):
     """A checkpoint that cannot be used for inference; the message says why."""
 
 

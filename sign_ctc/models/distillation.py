@@ -27,11 +27,12 @@ import torch
 
 from sign_ctc.atomic import write_bytes_atomic
 from sign_ctc.data.batch import Batch
+from sign_ctc.errors import SignCtcError
 
 log = logging.getLogger(__name__)
 
 
-class DistillationError(ValueError):
+class DistillationError(SignCtcError, ValueError):
     """A teacher that cannot teach this student on this data; the message says why."""
 
 

@@ -42,6 +42,7 @@ from torch import nn
 
 from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
 from sign_ctc.data.vocabulary import Vocabulary
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION, PARTS
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ EXPORT_VERSION = 1
 META_KEY = "sign_ctc"  # ONNX metadata_props key / TorchScript extra file stem holding the same JSON
 
 
-class ExportError(ValueError):
+class ExportError(SignCtcError, ValueError):
     """An export that cannot be made or used; the message names the file and says why."""
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import (
     CHANNEL_GROUPS,
     FEATURE_DIM,
@@ -43,7 +44,7 @@ RAW_LIMIT = 1.0e4
 LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12  # MediaPipe pose indices; pose is first in the layout
 
 
-class NormalizationConfigError(ValueError):
+class NormalizationConfigError(SignCtcError, ValueError):
     """The config asks for normalization in more than one place."""
 
 
@@ -198,7 +199,7 @@ def body_frame(features: torch.Tensor, presence: torch.Tensor, lengths: torch.Te
     return torch.cat([centre_f, z], -1), width_f.clamp_min(MIN_WIDTH)
 
 
-class NoBodyAnchorError(ValueError):
+class NoBodyAnchorError(SignCtcError, ValueError):
     """Sequences whose skeleton gives the body frame nothing to stand on; the message names them."""
 
 

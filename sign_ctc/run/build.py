@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sign_ctc.data.datamodule import SignDataModule
+from sign_ctc.errors import ConfigError
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.models.normalization import Normalizer
 
@@ -86,9 +87,9 @@ def check_augmentation_stride(model: CTCModule, datamodule: SignDataModule, spli
     short = model.net.output_lengths(floors) < needs
     if bool(short.any()):
         need = int(needs[short][0])
-        raise ValueError(f"augmentation.temporal_stride={augmentation.temporal_stride} (length_margin="
-                         f"{augmentation.length_margin}) is too small for the model's total temporal stride "
-                         f"{model.net.total_stride}: a sentence needing {need} CTC frames may be resampled to "
-                         f"{augmentation.min_frames(need)} frames, which the net reduces to "
-                         f"{int(model.net.output_lengths(torch.tensor([augmentation.min_frames(need)]))[0])}; "
-                         f"set augmentation.temporal_stride={model.net.total_stride}")
+        raise ConfigError(f"augmentation.temporal_stride={augmentation.temporal_stride} (length_margin="
+                          f"{augmentation.length_margin}) is too small for the model's total temporal stride "
+                          f"{model.net.total_stride}: a sentence needing {need} CTC frames may be resampled to "
+                          f"{augmentation.min_frames(need)} frames, which the net reduces to "
+                          f"{int(model.net.output_lengths(torch.tensor([augmentation.min_frames(need)]))[0])}; "
+                          f"set augmentation.temporal_stride={model.net.total_stride}")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from sign_ctc.callbacks.log_probs import LogProbRecorder
 from sign_ctc.decoding.alignment import AlignmentError, align_sequence
 from sign_ctc.decoding.tuning import decoder_settings, format_tuning
+from sign_ctc.errors import ConfigError
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
@@ -134,8 +135,8 @@ def corpus_config(cfg: DictConfig, recipe: dict[str, Any]) -> DictConfig:
     if cfg.get("data") is not None:
         return cfg.data
     if not recipe.get("data"):
-        raise ValueError(f"{cfg.ckpt_path} does not record the corpus it was trained on: "
-                         "pass data=<config> data.root=<corpus> (and data.landmarks_dir=...)")
+        raise ConfigError(f"{cfg.ckpt_path} does not record the corpus it was trained on: "
+                          "pass data=<config> data.root=<corpus> (and data.landmarks_dir=...)")
     return OmegaConf.create(recipe["data"])
 
 

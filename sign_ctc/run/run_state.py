@@ -19,6 +19,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def start_run(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[str, An
     overrides = job_overrides()
     if info and resuming and sorted(info.get("overrides", [])) != sorted(overrides):
         old, new = set(info.get("overrides", [])), set(overrides)
-        raise ValueError(f"{output_dir} holds a run with other overrides: missing {sorted(old - new)}, "
-                         f"new {sorted(new - old)}. Resume it with the overrides it was started with.")
+        raise ConfigError(f"{output_dir} holds a run with other overrides: missing {sorted(old - new)}, "
+                          f"new {sorted(new - old)}. Resume it with the overrides it was started with.")
     info = {"overrides": overrides, "wandb_run_id": info.get("wandb_run_id") or secrets.token_hex(4),
             "started": info.get("started") or time.strftime("%Y-%m-%d %H:%M:%S")}
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")

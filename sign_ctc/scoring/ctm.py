@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sign_ctc.atomic import write_text_atomic
+from sign_ctc.errors import SignCtcError
 
 
 class TimedGloss(Protocol):
@@ -42,7 +43,7 @@ EMPTY = "[EMPTY]"
 TOKEN_DURATION = 0.03
 
 
-class FormatError(ValueError):
+class FormatError(SignCtcError, ValueError):
     """A CTM/STM line that cannot be parsed; the message names the file and line."""
 
 

@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sign_ctc.errors import SignCtcError
+
 #: Where Debian/Ubuntu's ``sctk`` package installs sclite (not on PATH there).
 DEBIAN_SCLITE = "/usr/lib/sctk/bin/sclite"
 
@@ -30,7 +32,7 @@ _SUM = re.compile(
 )
 
 
-class SCLiteError(RuntimeError):
+class SCLiteError(SignCtcError, RuntimeError):
     """sclite failed or wrote something we cannot read: never a score."""
 
 

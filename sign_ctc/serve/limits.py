@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import NUM_POINTS
 
 FRAME, LANDMARKS, DROPPED = ord("F"), ord("L"), ord("D")
@@ -32,7 +33,7 @@ PRESENCE_BYTES = 4
 COMMANDS = ("hello", "end", "clear")
 
 
-class MessageError(ValueError):
+class MessageError(SignCtcError, ValueError):
     """A message the server refuses; the text says what was wrong (sent to that client only)."""
 
 

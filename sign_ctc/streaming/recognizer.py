@@ -24,6 +24,7 @@ import torch
 
 from sign_ctc.decoding.decoders import BeamSearchDecoder
 from sign_ctc.decoding.idle import blank_idle, idle_output_frames
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.layout import features_from_landmarks
 from sign_ctc.features.pauses import PauseSegmenter, Step
 from sign_ctc.models.ctc_module import CTCModule
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 HISTORY = 4  # frames the temporal features look back on (layout.TEMPORAL_LAGS)
 
 
-class NotStreamableError(ValueError):
+class NotStreamableError(SignCtcError, ValueError):
     """The checkpoint's model or preprocessing cannot run on a stream; the message says what to change."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sign_ctc.atomic import write_bytes_atomic, write_text_atomic
+from sign_ctc.errors import SignCtcError
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.models.inference import decode, forward_landmarks
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
 
 
-class RenderError(ValueError):
+class RenderError(SignCtcError, ValueError):
     """An input render cannot draw; the message names the sample or file."""
 
 
