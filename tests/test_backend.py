@@ -77,9 +77,10 @@ def test_auto_threads_share_the_cores_among_a_joblib_sweeps_jobs(make_cfg):
     assert concurrent_jobs(cfg, _joblib_launcher(2), cores=8) == 2
     assert concurrent_jobs(cfg, _joblib_launcher(-1), cores=8) == 8  # joblib: -1 = every core
     assert concurrent_jobs(cfg, _joblib_launcher(-2), cores=8) == 7
-    assert resolve_num_threads("auto", 2, 8, environ={}) == (4, "8 usable cores / 2 concurrent jobs")
-    assert resolve_num_threads("auto", 8, 8, environ={})[0] == 1
-    assert resolve_num_threads("auto", 3, 2, environ={})[0] == 1  # never 0
+    assert resolve_num_threads("auto", 2, 8, 8, environ={}) == (4, "8 usable cores / 2 concurrent jobs")
+    assert resolve_num_threads("auto", 8, 8, 8, environ={})[0] == 1
+    assert resolve_num_threads("auto", 3, 2, 2, environ={})[0] == 1  # never 0
+    assert resolve_num_threads("auto", 2, 8, 8, environ={"OMP_NUM_THREADS": "3"}) == (8, "OMP_NUM_THREADS")
 
 
 def test_auto_threads_share_the_cores_among_ddp_processes_on_cpu(make_cfg):
@@ -96,11 +97,14 @@ def test_explicit_thread_counts_are_respected_and_logged(restore_backend, caplog
     assert torch.get_num_threads() == 3
     assert "torch threads: 3 (backend.num_threads)" in caplog.text
     caplog.clear()
+    torch.set_num_threads(1)  # what torch took from OMP_NUM_THREADS=1 when it loaded
     with caplog.at_level(logging.INFO, logger="sign_ctc.run.backend"):
-        assert TorchBackend().apply(jobs=4, cores=8) == 1  # auto: the user's OMP_NUM_THREADS first
+        assert TorchBackend().apply(jobs=4, cores=8) == 1  # auto: the user's OMP_NUM_THREADS before the jobs
     assert torch.get_num_threads() == 1 and "torch threads: 1 (OMP_NUM_THREADS)" in caplog.text
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert TorchBackend().apply(jobs=4, cores=8) == 2 and torch.get_num_threads() == 2
+    torch.set_num_threads(3)  # a run alone keeps the count it has (torch's own, or the program's)
+    assert TorchBackend().apply(jobs=1, cores=8) == 3 and torch.get_num_threads() == 3
     with pytest.raises(ValueError, match="positive integer or auto; got 0"):
         TorchBackend(num_threads=0).apply()
 

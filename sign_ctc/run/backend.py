@@ -100,19 +100,22 @@ def _on_cpu(accelerator: str) -> bool:
     return not torch.cuda.is_available()
 
 
-def resolve_num_threads(num_threads: int | str, jobs: int, cores: int,
+def resolve_num_threads(num_threads: int | str, jobs: int, cores: int, current: int,
                         environ: MutableMapping[str, str] | None = None) -> tuple[int, str]:
-    """The intra-op thread count and where it came from: an explicit ``backend.num_threads``, else a
-    user's ``OMP_NUM_THREADS`` (also what joblib's workers get), else the usable cores shared by the
-    run's own concurrent jobs. One run alone therefore keeps all usable cores, as before."""
+    """The intra-op thread count and where it came from: an explicit ``backend.num_threads``; else a
+    user's ``OMP_NUM_THREADS`` (also what joblib gives its workers) or, for a run alone, the count the
+    process already has (``current``: torch's own, every usable core, or what the calling program set),
+    so one run alone trains as before; else the usable cores shared by the run's concurrent jobs."""
     env = os.environ if environ is None else environ
     if num_threads != "auto":
         if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
             raise ValueError(f"backend.num_threads must be a positive integer or auto; got {num_threads!r}")
         return num_threads, "backend.num_threads"
     if env.get("OMP_NUM_THREADS", "").strip().isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
-        return int(env["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
-    return max(1, cores // max(1, jobs)), f"{cores} usable cores / {jobs} concurrent jobs"
+        return current, "OMP_NUM_THREADS"
+    if jobs <= 1:
+        return current, f"one job on {cores} usable cores: the process's own count"
+    return max(1, cores // jobs), f"{cores} usable cores / {jobs} concurrent jobs"
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,9 @@ class TorchBackend:
     each step paid ~35% for kernel creation (``bench/bench_train.py``); PyTorch's native CPU
     kernels run as fast as oneDNN's cached ones for this model. GPUs use cuDNN either way.
 
-    ``num_threads="auto"``: the usable cores divided by the jobs the run starts at once (see
-    :func:`resolve_num_threads`), so a sweep's jobs or CPU DDP ranks do not each take every core.
+    ``num_threads="auto"``: the usable cores divided by the jobs the run starts at once, so a sweep's
+    jobs or CPU DDP ranks do not each take every core; a run alone, or a user's ``OMP_NUM_THREADS``,
+    keeps the process's count (see :func:`resolve_num_threads`).
     """
 
     onednn: bool = False
@@ -140,10 +144,11 @@ class TorchBackend:
             raise ValueError(f"backend.float32_matmul_precision must be highest, high or medium; "
                              f"got {self.float32_matmul_precision!r}")
         cores = cores or usable_cores()
-        threads, source = resolve_num_threads(self.num_threads, jobs, cores)
+        threads, source = resolve_num_threads(self.num_threads, jobs, cores, torch.get_num_threads())
         torch.backends.mkldnn.enabled = bool(self.onednn)
         torch.set_float32_matmul_precision(self.float32_matmul_precision)
-        torch.set_num_threads(threads)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         log.debug("torch backend: oneDNN %s, float32 matmul precision %s",
                   "on" if self.onednn else "off", self.float32_matmul_precision)
         log.info("torch threads: %d (%s); OpenMP wait policy: %s", threads, source, _wait_policy())
