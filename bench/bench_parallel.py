@@ -116,7 +116,7 @@ def main() -> None:
                                   note=f"processes {row['group_wall_s']} s wall ({row['wall_ratio_to_alone']}x)"))
     figures.append(figure("epoch time alone, after over before", alone["after"]["epoch_s_mean"], "s",
                           baseline=alone["before"]["epoch_s_mean"], baseline_name="one alone (before)",
-                          note="what sleeping idle threads cost a run that has the machine to itself"))
+                          note="the cost or gain of sleeping idle threads for one run (the machine's other load included: see the load averages)"))
     for f in figures:
         print(f"{f['name']}: {f['value']:.1f} s, {f['ratio']}x {f['baseline_name']}"
               + (f" (goal {f['goal']}: {'met' if f['met'] else 'NOT met'})" if f["goal"] else ""))
