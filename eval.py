@@ -23,7 +23,10 @@ another one is overridden, with a warning). The corpus is the one the checkpoint
 unless the command line names one (`data=...`).
 """
 
-from sign_ctc.cli.eval import main
-
 if __name__ == "__main__":
+    from sign_ctc.run.backend import share_cores_politely
+
+    share_cores_politely()  # first: the OpenMP runtime reads its wait policy when torch loads
+    from sign_ctc.cli.eval import main
+
     main()

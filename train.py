@@ -16,7 +16,10 @@ It continues from last.ckpt (epoch, global step, optimizer, scheduler, RNG state
 a job that has no last.ckpt yet starts afresh and a completed job (metrics.json) is not re-run.
 """
 
-from sign_ctc.cli.train import main
-
 if __name__ == "__main__":
+    from sign_ctc.run.backend import share_cores_politely
+
+    share_cores_politely()  # first: the OpenMP runtime reads its wait policy when torch loads
+    from sign_ctc.cli.train import main
+
     main()

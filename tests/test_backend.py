@@ -1,19 +1,31 @@
-"""The backend group: oneDNN off by default, switchable, and without effect on the model's outputs."""
+"""The backend group: oneDNN off by default, switchable, and without effect on the model's outputs; the
+intra-op threads shared among the run's own jobs; the OpenMP wait policy set before torch loads."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from sign_ctc.run.backend import TorchBackend, apply_backend
+from sign_ctc.run.backend import (TorchBackend, apply_backend, concurrent_jobs, resolve_num_threads,
+                                  share_cores_politely, usable_cores)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def restore_backend():
-    saved = torch.backends.mkldnn.enabled, torch.get_float32_matmul_precision()
+    saved = torch.backends.mkldnn.enabled, torch.get_float32_matmul_precision(), torch.get_num_threads()
     yield
     torch.backends.mkldnn.enabled = saved[0]
     torch.set_float32_matmul_precision(saved[1])
+    torch.set_num_threads(saved[2])
 
 
 @pytest.mark.parametrize("config_name", ["train", "eval", "predict", "diagnose"])
@@ -50,3 +62,81 @@ def test_onednn_on_and_off_give_the_same_outputs_and_gradients(restore_backend):
     assert torch.allclose(out[True][0], out[False][0], rtol=1e-4, atol=1e-4)
     for a, b in zip(out[True][2], out[False][2]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def _joblib_launcher(n_jobs: int):
+    """The joblib launcher's own config (hydra-joblib-launcher), as a multirun's job sees it."""
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+
+    return OmegaConf.structured(JobLibLauncherConf(n_jobs=n_jobs))
+
+
+def test_auto_threads_share_the_cores_among_a_joblib_sweeps_jobs(make_cfg):
+    cfg = make_cfg()
+    assert concurrent_jobs(cfg, None, cores=8) == 1
+    assert concurrent_jobs(cfg, _joblib_launcher(2), cores=8) == 2
+    assert concurrent_jobs(cfg, _joblib_launcher(-1), cores=8) == 8  # joblib: -1 = every core
+    assert concurrent_jobs(cfg, _joblib_launcher(-2), cores=8) == 7
+    assert resolve_num_threads("auto", 2, 8, 8, environ={}) == (4, "8 usable cores / 2 concurrent jobs")
+    assert resolve_num_threads("auto", 8, 8, 8, environ={})[0] == 1
+    assert resolve_num_threads("auto", 3, 2, 2, environ={})[0] == 1  # never 0
+    assert resolve_num_threads("auto", 2, 8, 8, environ={"OMP_NUM_THREADS": "3"}) == (8, "OMP_NUM_THREADS")
+
+
+def test_auto_threads_share_the_cores_among_ddp_processes_on_cpu(make_cfg):
+    assert concurrent_jobs(make_cfg("trainer=ddp", "trainer.accelerator=cpu"), None, cores=8) == 2
+    assert concurrent_jobs(make_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=4"), None, cores=8) == 4
+    assert concurrent_jobs(make_cfg("trainer=ddp", "trainer.accelerator=gpu"), None, cores=8) == 1  # ranks on GPUs
+    assert concurrent_jobs(make_cfg("trainer=ddp", "trainer.accelerator=cpu"), _joblib_launcher(2), cores=8) == 4
+
+
+def test_explicit_thread_counts_are_respected_and_logged(restore_backend, caplog, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.backend"):
+        assert TorchBackend(num_threads=3).apply(jobs=4, cores=8) == 3
+    assert torch.get_num_threads() == 3
+    assert "torch threads: 3 (backend.num_threads)" in caplog.text
+    caplog.clear()
+    torch.set_num_threads(1)  # what torch took from OMP_NUM_THREADS=1 when it loaded
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.backend"):
+        assert TorchBackend().apply(jobs=4, cores=8) == 1  # auto: the user's OMP_NUM_THREADS before the jobs
+    assert torch.get_num_threads() == 1 and "torch threads: 1 (OMP_NUM_THREADS)" in caplog.text
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert TorchBackend().apply(jobs=4, cores=8) == 2 and torch.get_num_threads() == 2
+    torch.set_num_threads(3)  # a run alone keeps the count it has (torch's own, or the program's)
+    assert TorchBackend().apply(jobs=1, cores=8) == 3 and torch.get_num_threads() == 3
+    with pytest.raises(ValueError, match="positive integer or auto; got 0"):
+        TorchBackend(num_threads=0).apply()
+
+
+def test_one_run_alone_keeps_torchs_own_thread_count():
+    """`num_threads: auto` with no OMP_NUM_THREADS is what torch picks by itself (every usable core),
+    so `make train`'s figures do not change."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    code = ("import torch; before = torch.get_num_threads(); from sign_ctc.run.backend import TorchBackend, usable_cores; "
+            "print(before, TorchBackend().apply(), usable_cores())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    before, applied, cores = map(int, out.stdout.split())
+    assert before == applied == cores == usable_cores()
+
+
+def test_share_cores_politely_keeps_a_users_own_wait_policy():
+    env: dict[str, str] = {}
+    assert share_cores_politely(env) and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "300000"), ("KMP_BLOCKTIME", "200")):
+        env = {name: value}
+        assert not share_cores_politely(env) and env == {name: value}
+
+
+def test_train_py_sets_the_wait_policy_before_torch_loads():
+    """The OpenMP runtime reads OMP_WAIT_POLICY once, when torch loads: train.py sets it first thing
+    (a child runs it as `python train.py --cfg job` does, then reports what it saw). A user's own
+    value is kept (test above)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    code = ("import os, runpy, sys; sys.argv = ['train.py', '--cfg', 'job']\n"
+            "try:\n    runpy.run_path('train.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "import sign_ctc.run.backend as b\n"
+            "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), b._policy_in_time)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    # torch was loaded by the command, the policy set, and set before torch was imported
+    assert out.stdout.strip().splitlines()[-1].split() == ["True", "PASSIVE", "True"]
