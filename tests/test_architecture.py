@@ -179,12 +179,16 @@ def _console_scripts() -> dict[str, str]:
 
 
 def test_every_command_is_a_console_script() -> None:
-    """Each module of cli/ is `sign-ctc-<name>` in [project.scripts], pointing at its `main`, and installed."""
+    """Each module of cli/ is `sign-ctc-<name>` in [project.scripts], entered through `sign_ctc.launch.<name>`
+    (which sets the OpenMP wait policy before the command loads torch), and installed."""
     import sys
+
+    import sign_ctc.launch
 
     modules = sorted(p.stem for p in (PACKAGE / "cli").glob("*.py") if p.stem != "__init__")
     scripts = _console_scripts()
-    assert scripts == {f"sign-ctc-{m.replace('_', '-')}": f"sign_ctc.cli.{m}:main" for m in modules}
+    assert scripts == {f"sign-ctc-{m.replace('_', '-')}": f"sign_ctc.launch:{m}" for m in modules}
+    assert all(callable(getattr(sign_ctc.launch, m)) for m in modules)
     missing = [name for name in scripts if not (Path(sys.executable).parent / name).is_file()]
     assert missing == [], f"not installed beside {sys.executable} (pip install -e .): {missing}"
 

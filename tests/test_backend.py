@@ -140,3 +140,17 @@ def test_train_py_sets_the_wait_policy_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     # torch was loaded by the command, the policy set, and set before torch was imported
     assert out.stdout.strip().splitlines()[-1].split() == ["True", "PASSIVE", "True"]
+
+
+def test_console_scripts_set_the_wait_policy_before_torch_loads():
+    """An installed `sign-ctc-train` calls sign_ctc.launch.train: importing the entry point loads no
+    torch, and the command's torch loads after the policy is set (as `python train.py` does)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    code = ("import os, sys; sys.argv = ['sign-ctc-train', '--cfg', 'job']\n"
+            "from sign_ctc.launch import train\n"
+            "loaded_by_entry = 'torch' in sys.modules\n"
+            "try:\n    train()\nexcept SystemExit:\n    pass\n"
+            "import sign_ctc.run.backend as b\n"
+            "print(loaded_by_entry, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), b._policy_in_time)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1].split() == ["False", "True", "PASSIVE", "True"]
