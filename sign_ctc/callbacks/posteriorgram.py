@@ -95,10 +95,14 @@ class PosteriorgramLogger(pl.Callback):
         figures = self.images(trainer, pl_module)
         if not figures:
             return
+        # One key per dev sentence (<key>/0, <key>/1, ...): W&B shows each sentence's posteriorgram epoch
+        # by epoch on its own slider. Several figures under one key made W&B warn "Images sizes do not
+        # match" at every log: each sentence's figure has its own size (its length, its glosses).
         images = [wandb.Image(_png(fig), caption=caption) for fig, caption in figures]
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
-                lg.log_image(key=self.key, images=images, step=trainer.global_step)
+                for i, image in enumerate(images):
+                    lg.log_image(key=f"{self.key}/{i}", images=[image], step=trainer.global_step)
         self.logged += 1
 
 
