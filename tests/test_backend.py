@@ -103,6 +103,14 @@ def test_explicit_thread_counts_are_respected_and_logged(restore_backend, caplog
     assert torch.get_num_threads() == 1 and "torch threads: 1 (OMP_NUM_THREADS)" in caplog.text
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert TorchBackend().apply(jobs=4, cores=8) == 2 and torch.get_num_threads() == 2
+    # the commands whose stdout is their result (predict, live, export ...) keep the line out of it
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sign_ctc.run.backend"):
+        TorchBackend(num_threads=1).apply(announce=False)
+    assert "torch threads" not in caplog.text
+    with caplog.at_level(logging.DEBUG, logger="sign_ctc.run.backend"):
+        TorchBackend(num_threads=1).apply(announce=False)
+    assert "torch threads: 1 (backend.num_threads)" in caplog.text
     torch.set_num_threads(3)  # a run alone keeps the count it has (torch's own, or the program's)
     assert TorchBackend().apply(jobs=1, cores=8) == 3 and torch.get_num_threads() == 3
     with pytest.raises(ValueError, match="positive integer or auto; got 0"):

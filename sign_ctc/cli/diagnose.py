@@ -84,7 +84,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
 
     def load() -> tuple[bool, str]:
         check_single_normalization(cfg)
-        apply_backend(cfg)
+        apply_backend(cfg, announce=False)
         dm = build_datamodule(cfg)
         state["model"] = build_model(cfg, dm)
         state["batch"] = next(iter(dm.train_dataloader())).with_features()

@@ -30,7 +30,7 @@ def out_path(cfg: DictConfig) -> Path:
 def run(cfg: DictConfig) -> dict[str, Any]:
     from sign_ctc.run.backend import apply_backend
 
-    apply_backend(cfg)
+    apply_backend(cfg, announce=False)
     if cfg.get("streaming"):
         from sign_ctc.models.export import ExportError
         from sign_ctc.streaming.onnx_export import export_streaming

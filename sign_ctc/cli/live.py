@@ -297,7 +297,7 @@ def write_results(out: Path, source: str, fps: float, stats: Stats, rec: Streami
 
 
 def run(cfg: DictConfig) -> int:
-    apply_backend(cfg)
+    apply_backend(cfg, announce=False)
     try:
         if bool(cfg.get("ckpt_path")) == bool(cfg.get("model_path")):
             raise SourceError("give ckpt_path=<checkpoint of a streaming model, e.g. the student> or "

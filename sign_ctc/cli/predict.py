@@ -44,7 +44,7 @@ def landmarks_of(cfg: DictConfig) -> list[tuple[str, Landmarks]]:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    apply_backend(cfg)
+    apply_backend(cfg, announce=False)
     decoding = cfg.get("decoding")
     if decoding is not None and decoding.get("tune"):
         log.warning("decoding.tune=true is eval.py's (it decodes the dev split): predict uses the tuned file if any")

@@ -79,7 +79,7 @@ def inputs_of(cfg: DictConfig, model: CTCModule) -> list[tuple[str, Landmarks, l
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    apply_backend(cfg)
+    apply_backend(cfg, announce=False)
     decoding, _ = with_tuned_values(cfg.get("decoding"), cfg.ckpt_path)
     decoder = hydra.utils.instantiate(decoding) if decoding else None
     model = load_module(cfg.ckpt_path, test_decoder=decoder)

@@ -93,7 +93,7 @@ def settings_from(cfg: DictConfig):
 def run(cfg: DictConfig) -> int:
     import json
 
-    apply_backend(cfg)
+    apply_backend(cfg, announce=False)
     host = str(cfg.host)
     try:
         settings = settings_from(cfg)

@@ -136,8 +136,10 @@ class TorchBackend:
     float32_matmul_precision: str = "highest"
     num_threads: int | str = "auto"
 
-    def apply(self, jobs: int = 1, cores: int | None = None) -> int:
-        """Apply the settings; returns the intra-op thread count set."""
+    def apply(self, jobs: int = 1, cores: int | None = None, announce: bool = True) -> int:
+        """Apply the settings; returns the intra-op thread count set. ``announce``: the thread count and
+        wait policy as an INFO line (training, eval); False for the commands whose output is their
+        result on stdout (predict, live, export, ...), where Hydra's console log would mix into it."""
         import torch
 
         if self.float32_matmul_precision not in ("highest", "high", "medium"):
@@ -151,7 +153,8 @@ class TorchBackend:
             torch.set_num_threads(threads)
         log.debug("torch backend: oneDNN %s, float32 matmul precision %s",
                   "on" if self.onednn else "off", self.float32_matmul_precision)
-        log.info("torch threads: %d (%s); OpenMP wait policy: %s", threads, source, _wait_policy())
+        log.log(logging.INFO if announce else logging.DEBUG, "torch threads: %d (%s); OpenMP wait policy: %s",
+                threads, source, _wait_policy())
         return threads
 
 
@@ -165,10 +168,10 @@ def _wait_policy() -> str:
     return shown
 
 
-def apply_backend(cfg: DictConfig) -> None:
+def apply_backend(cfg: DictConfig, announce: bool = True) -> None:
     """Instantiate and apply the config's `backend` group (absent: torch's own defaults)."""
     if cfg.get("backend"):
-        hydra.utils.instantiate(cfg.backend).apply(jobs=concurrent_jobs(cfg, _multirun_launcher()))
+        hydra.utils.instantiate(cfg.backend).apply(jobs=concurrent_jobs(cfg, _multirun_launcher()), announce=announce)
 
 
 def _multirun_launcher() -> Any:
