@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, help="a trained checkpoint for eval and predict (default: the base "
                         "revision's 1-epoch teacher)")
     args = parser.parse_args()
+    info = common.machine(sys.argv)  # the load average at the start
     trees = {"base": checkout(args.base), "head": checkout(args.head)}
     outs = {k: WORK / f"runs_{t.name}" for k, t in trees.items()}
     for out in outs.values():
@@ -129,7 +130,7 @@ def main() -> None:
     revs = {k: t.name for k, t in trees.items()}
     result = {"benchmark": "same_figures", "revisions": revs, "checks": checks,
               "all_same": all(c["same"] for c in checks.values())}
-    common.write_result("same_figures", result, common.machine(sys.argv))
+    common.write_result("same_figures", result, info)
     print(f"all the same: {result['all_same']}")
     if not result["all_same"]:
         raise SystemExit(1)
