@@ -6,7 +6,7 @@ when torch loads. Pointing the scripts straight at ``sign_ctc.cli.<name>:main`` 
 libgomp's spinning threads, which collapse runs sharing a machine (:func:`sign_ctc.run.backend.share_cores_politely`).
 This module imports neither torch nor a command until the script calls it. ``python train.py`` and
 ``python eval.py`` do the same in their ``__main__`` block; ``python -m sign_ctc.cli.<name>`` cannot (the
-module loads torch before any of its code runs): export ``OMP_WAIT_POLICY=PASSIVE`` there.
+module loads torch before any of its code runs): export ``GOMP_SPINCOUNT=3000`` there.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def test_one_run_alone_keeps_torchs_own_thread_count():
 
 def test_share_cores_politely_keeps_a_users_own_wait_policy():
     env: dict[str, str] = {}
-    assert share_cores_politely(env) and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert share_cores_politely(env) and env == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
     for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "300000"), ("KMP_BLOCKTIME", "200")):
         env = {name: value}
         assert not share_cores_politely(env) and env == {name: value}
@@ -144,10 +144,10 @@ def test_train_py_sets_the_wait_policy_before_torch_loads():
     code = ("import os, runpy, sys; sys.argv = ['train.py', '--cfg', 'job']\n"
             "try:\n    runpy.run_path('train.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "import sign_ctc.run.backend as b\n"
-            "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), b._policy_in_time)")
+            "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), b._policy_in_time)")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     # torch was loaded by the command, the policy set, and set before torch was imported
-    assert out.stdout.strip().splitlines()[-1].split() == ["True", "PASSIVE", "True"]
+    assert out.stdout.strip().splitlines()[-1].split() == ["True", "PASSIVE", "3000", "True"]
 
 
 def test_console_scripts_set_the_wait_policy_before_torch_loads():
@@ -159,6 +159,6 @@ def test_console_scripts_set_the_wait_policy_before_torch_loads():
             "loaded_by_entry = 'torch' in sys.modules\n"
             "try:\n    train()\nexcept SystemExit:\n    pass\n"
             "import sign_ctc.run.backend as b\n"
-            "print(loaded_by_entry, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), b._policy_in_time)")
+            "print(loaded_by_entry, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), b._policy_in_time)")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1].split() == ["False", "True", "PASSIVE", "True"]
+    assert out.stdout.strip().splitlines()[-1].split() == ["False", "True", "PASSIVE", "3000", "True"]

@@ -5,7 +5,7 @@ rather than in the trainer or model configs, and a checkpoint never depends on t
 
 Two parts, because they take effect at different times:
 
-- :func:`share_cores_politely` sets the OpenMP wait policy in the environment. The OpenMP runtime
+- :func:`share_cores_politely` sets the OpenMP wait policy in the environment (a short spin). The OpenMP runtime
   torch uses (GNU libgomp in the CPU wheels) reads it once, when it is loaded with torch, so an entry
   point calls it first thing, before anything imports torch (``train.py``, ``eval.py``). Setting it
   later has no effect on the process itself (measured), only on the processes it starts.
@@ -33,26 +33,36 @@ log = logging.getLogger(__name__)
 # and those of GNU libgomp and Intel/LLVM OpenMP. A user's own value of any of them is kept.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
+# What share_cores_politely sets: libgomp spins 3000 iterations (a few microseconds) before it sleeps;
+# other OpenMP runtimes sleep at once. libgomp reads GOMP_SPINCOUNT over OMP_WAIT_POLICY.
+POLITE_WAIT = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
+
 # Whether share_cores_politely set the policy before torch was loaded (None: it was not called).
 _policy_in_time: bool | None = None
 
 
 def share_cores_politely(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a wait policy; returns whether it was set.
+    """Let idle OpenMP threads spin only briefly, unless the user chose a wait policy; returns whether
+    it set one.
 
-    Why: by default libgomp's idle threads spin for a while (~300k iterations) after every parallel
-    region, waiting for the next one. Alone on a machine that saves a wake-up; beside other busy
-    processes the spinning threads take the cores the other process's threads need to finish *their*
-    region, whose peers then spin in turn: two trainings side by side took 3.2x the time of one, four
-    8.9x (issue 30). Passive threads sleep at once and give the core back (``bench/bench_parallel.py``).
-    Must run before torch is imported to change this process; its children inherit it either way
-    (joblib sweep workers, DDP ranks, spawned DataLoader workers).
+    Why: by default GNU libgomp (the torch CPU wheels' OpenMP) lets an idle thread spin ~300k
+    iterations after every parallel region, waiting for the next one. Alone on a machine that saves a
+    wake-up; beside other busy processes the spinning threads take the cores the other process's
+    threads need to finish *their* region, whose peers then spin in turn: two trainings side by side
+    took 3.2x the time of one, four 8.9x (issue 30). Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``)
+    stops the collapse but costs a run alone a wake-up per region: the default teacher's epoch took
+    17-35% longer. A short spin keeps both (measured on 2 cores, 30 batches of the default teacher, the
+    epoch: alone 20.5 s spinning 300k, 19.6 s spinning 3k, 23.9 s passive; two side by side 38 s each
+    at 3k against 50 s at 10k; ``bench/bench_parallel.py``). So: ``GOMP_SPINCOUNT=3000`` for libgomp,
+    and ``OMP_WAIT_POLICY=PASSIVE`` for the other OpenMP runtimes (libgomp takes GOMP_SPINCOUNT over the
+    policy). Must run before torch is imported to change this process; its children inherit it either
+    way (joblib sweep workers, DDP ranks, spawned DataLoader workers).
     """
     global _policy_in_time
     env = os.environ if environ is None else environ
     if any(name in env for name in WAIT_VARIABLES):
         return False
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env.update(POLITE_WAIT)
     if environ is None:
         _policy_in_time = "torch" not in sys.modules
     return True
