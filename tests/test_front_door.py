@@ -169,6 +169,10 @@ NOT_RUN_HERE: dict[str, str] = {
         "three trainings on RWTH-BOSTON-104 (shared data, not in the repository); tests/test_bench_real.py runs --quick",
     "python bench/bench_real.py --corpora boston104 --models teacher --seeds 1234 --threads 1":
         "a teacher training on RWTH-BOSTON-104 (2339 s; shared data, not in the repository); tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --corpora boston104 --models teacher --seeds 1 --threads 1":
+        "a teacher training on RWTH-BOSTON-104 (2428 s; shared data, not in the repository); tests/test_bench_real.py runs --quick",
+    "python bench/bench_real.py --corpora boston104 --models teacher --seeds 2 --threads 1":
+        "a teacher training on RWTH-BOSTON-104 (1630 s; shared data, not in the repository); tests/test_bench_real.py runs --quick",
     "python bench/bench_real.py --threads 1 --seeds 1234 --corpora boston104 --models teacher reference":
         "teacher and reference trainings on RWTH-BOSTON-104 (shared data, not in the repository); "
         "tests/test_bench_real.py runs --quick",
