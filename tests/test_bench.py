@@ -82,7 +82,7 @@ def test_bench_train_pairs_lightning_and_bare_steps_on_the_same_batches(tiny_pho
     assert {"NaNGuard", "FeatureDiagnostics", "Throughput"} <= set(paired["callbacks"])
     assert result["onednn"]["steps"] == 2 and len(result["onednn"]["padded_lengths"]) == 2
     assert [f["name"] for f in result["figures"]][0] == "training throughput (Lightning)"
-    assert result["machine"]["backend"] == {"onednn": False, "float32_matmul_precision": "highest"}
+    assert result["machine"]["backend"] == {"onednn": False, "float32_matmul_precision": "highest", "num_threads": "auto"}
 
 
 def test_report_prints_every_results_file(tmp_path):
