@@ -11,65 +11,24 @@ module loads torch before any of its code runs): export ``GOMP_SPINCOUNT=3000`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
+from importlib.util import find_spec
 
 from sign_ctc.run.backend import share_cores_politely
 
 
-def _run(name: str) -> object:
-    """The command's ``main()``, whose return value the script passes to ``sys.exit`` (an exit code for
-    the argparse commands, None for the Hydra ones, which exit themselves on failure)."""
-    share_cores_politely()
-    return import_module(f"sign_ctc.cli.{name}").main()
+def __getattr__(name: str) -> Callable[[], object]:
+    """``sign_ctc.launch.<name>``: the entry point of ``sign_ctc/cli/<name>.py`` (what ``[project.scripts]``
+    names), made on lookup so that a new command needs no line here. Calling it sets the wait policy,
+    then imports the command and returns its ``main()``, whose value the script passes to ``sys.exit``
+    (an exit code for the argparse commands, None for the Hydra ones, which exit themselves on failure)."""
+    if name.startswith("_") or find_spec(f"sign_ctc.cli.{name}") is None:
+        raise AttributeError(f"module 'sign_ctc.launch' has no attribute {name!r}: no command sign_ctc/cli/{name}.py")
 
+    def entry() -> object:
+        share_cores_politely()
+        return import_module(f"sign_ctc.cli.{name}").main()
 
-def train() -> object:
-    return _run("train")
-
-
-def eval() -> object:  # noqa: A001 (the command's name; this module never calls the builtin)
-    return _run("eval")
-
-
-def extract() -> object:
-    return _run("extract")
-
-
-def pack() -> object:
-    return _run("pack")
-
-
-def lm() -> object:
-    return _run("lm")
-
-
-def score() -> object:
-    return _run("score")
-
-
-def predict() -> object:
-    return _run("predict")
-
-
-def diagnose() -> object:
-    return _run("diagnose")
-
-
-def render() -> object:
-    return _run("render")
-
-
-def export() -> object:
-    return _run("export")
-
-
-def sweep_summary() -> object:
-    return _run("sweep_summary")
-
-
-def live() -> object:
-    return _run("live")
-
-
-def serve() -> object:
-    return _run("serve")
+    entry.__name__ = entry.__qualname__ = name
+    return entry
