@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_rng
+from sign_ctc.data.augment import PoseAugmentation, ctc_min_outputs, sample_seed
 from sign_ctc.data.corpus import Corpus
 from sign_ctc.data.sample import LandmarkSample, Sample
 from sign_ctc.data.store import LandmarkStore
@@ -178,7 +178,8 @@ class LandmarkView(Dataset):
 
     With an ``augmentation`` (the training loader only) a key is ``(index, epoch)``, as the
     epoch-tagging batch sampler yields it: the epoch travels with the index into the (persistent)
-    loader workers, and each sample draws from ``sample_rng(seed, epoch, id)``. A plain index is epoch 0.
+    loader workers, and each sample's transforms draw from generators keyed by
+    ``sample_seed(seed, epoch, id)``. A plain index is epoch 0.
     """
 
     def __init__(self, dataset: MediaPipeFeatureDataset, augmentation: PoseAugmentation | None = None,
@@ -194,10 +195,10 @@ class LandmarkView(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         if self.augmentation is None:
             return self.dataset.raw(index)
-        rng = sample_rng(self.seed, epoch, self.dataset.sentences[index].id)
+        seed = sample_seed(self.seed, epoch, self.dataset.sentences[index].id)
         augmentation = self.augmentation
 
         def augment(points: np.ndarray, presence: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return augmentation(points, presence, ctc_min_outputs(targets), rng)
+            return augmentation(points, presence, ctc_min_outputs(targets), seed)
 
         return self.dataset.raw(index, augment)
