@@ -34,6 +34,19 @@ def test_the_default_corpus_keeps_its_epochs(make_cfg, monkeypatch):
     assert int(make_cfg().schedule.min_steps) == 300
 
 
+def test_a_distilled_run_trains_twice_as_long_by_default(make_cfg, monkeypatch):
+    """distillation=frame_kl sets schedule.epochs to 20 (issue 27, item 8): the distilled streaming
+    student kept improving after epoch 10. The student alone keeps 10; an override still wins."""
+    monkeypatch.delenv("SIGN_CTC_MIN_STEPS")
+    distilled = ("model=student", "distillation=frame_kl", "distillation.teacher_ckpt=teacher.ckpt")
+    cfg = make_cfg(*distilled)
+    assert cfg.schedule.epochs == 20 and cfg.trainer.max_epochs == 20 and cfg.model.scheduler.T_max == 20
+    assert cfg.distillation.temperature == 8.0 and cfg.distillation.teacher_ckpt == "teacher.ckpt"
+    assert make_cfg("model=student").trainer.max_epochs == 10
+    assert make_cfg(*distilled, "schedule.epochs=10").trainer.max_epochs == 10
+    assert make_cfg(*distilled, "trainer.max_epochs=12").trainer.max_epochs == 12
+
+
 def test_small_corpus_gets_more_epochs_and_the_cosine_follows(make_cfg, small_corpus):
     from hydra.utils import instantiate
 
