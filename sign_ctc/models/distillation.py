@@ -11,7 +11,9 @@ The teacher is loaded with ``weights_only=True``, frozen, in eval mode, and is n
 student's module (it is neither trained nor saved in the student's checkpoints). Without
 augmentation its outputs are the same every epoch, so they are cached once per training sample
 (float16, one file per sample, keyed by the teacher checkpoint's sha256 and the corpus): after the
-first epoch distillation costs no teacher forward passes. With augmentation it runs on the fly.
+first epoch distillation costs no teacher forward passes. The rounded values are what the student
+learns from in the first epoch too, so a run that fills the cache and a run that reads it train
+alike. With augmentation it runs on the fly.
 """
 
 from __future__ import annotations
@@ -177,11 +179,16 @@ class FrameKLDistillation:
             self.teacher_forwards += len(todo)
             for j, i in enumerate(todo):
                 n = int(lengths[j])
-                out[i, :n] = log_probs[j, :n]
-                if self.cache is not None:
-                    buf = io.BytesIO()
-                    np.save(buf, log_probs[j, :n].cpu().numpy().astype(np.float16), allow_pickle=False)
-                    write_bytes_atomic(self._cache_file(batch.ids[i]), buf.getvalue())
+                if self.cache is None:
+                    out[i, :n] = log_probs[j, :n]
+                    continue
+                # The float16 values the cache keeps are used now too, so the run that fills the cache
+                # learns from the same targets as every later run that reads it (same figures either way).
+                rounded = log_probs[j, :n].cpu().numpy().astype(np.float16)
+                buf = io.BytesIO()
+                np.save(buf, rounded, allow_pickle=False)
+                write_bytes_atomic(self._cache_file(batch.ids[i]), buf.getvalue())
+                out[i, :n] = torch.from_numpy(rounded.astype(np.float32)).to(device)
         return out
 
     # ---- loss ----------------------------------------------------------------------------
