@@ -3,6 +3,7 @@ launchers, the Optuna search with its SQLite storage, re-running an interrupted 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -99,6 +100,27 @@ def test_summary_lists_incomplete_jobs_last(tmp_path):
     assert rows[0].overrides == "model.net.dropout=0.2"  # how it was run (ckpt_path) is left out
 
 
+def test_summary_keeps_going_past_a_damaged_job(tmp_path, capsys):
+    """A corrupt overrides.yaml or metrics.json marks that job unreadable (one warning line naming the
+    file); the other jobs are still ranked and written."""
+    from sign_ctc.cli.sweep_summary import main
+
+    for num, overrides, metrics in [(0, "- seed=1\n", '{"status": "completed", "best": 20.0}'),
+                                    (1, "- seed=2\n  bad: [\n", '{"status": "completed", "best": 5.0}'),
+                                    (2, "- seed=3\n", "{not json")]:
+        (tmp_path / str(num) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(num) / ".hydra" / "overrides.yaml").write_text(overrides)
+        (tmp_path / str(num) / "metrics.json").write_text(metrics)
+    assert main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("sweep-summary: warning: job ") for w in warnings)
+    assert "1/.hydra/overrides.yaml: unreadable" in warnings[0] and "2/metrics.json: unreadable" in warnings[1]
+    assert "Traceback" not in captured.err and "3 job(s): 1 completed, 2 incomplete" in captured.out
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["job"], r["status"]) for r in rows] == [("1", "unreadable"), ("0", "completed"), ("2", "unreadable")]
+
+
 def test_slurm_launcher_config_composes():
     GlobalHydra.instance().clear()
     with initialize_config_module("sign_ctc.conf", version_base="1.3"):
@@ -156,7 +178,9 @@ def test_ddp_under_multirun_is_refused_with_a_clear_error(make_cfg, monkeypatch)
     trainer_setup.check_launch(trainer)  # a single run: Lightning re-launches this command for rank 1, fine
     multirun = types.SimpleNamespace(initialized=lambda: True, get=lambda: types.SimpleNamespace(mode=RunMode.MULTIRUN))
     monkeypatch.setattr(trainer_setup, "HydraConfig", multirun)
-    with pytest.raises(RuntimeError, match="ddp_spawn"):
+    from sign_ctc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ddp_spawn"):
         trainer_setup.check_launch(trainer)
 
 

@@ -24,11 +24,10 @@ from omegaconf import DictConfig
 
 from sign_ctc.cli import CONF_DIR, EXIT_BAD_INPUT, report_error, run_command
 from sign_ctc.data.corpus import SPLITS
+from sign_ctc.data.sources import BadFilesError, StoreError
 from sign_ctc.data.store import (
     BYTES_PER_FRAME,
-    BadFilesError,
     LandmarkStore,
-    StoreError,
     fingerprint,
     is_current,
     pack,

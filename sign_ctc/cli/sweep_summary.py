@@ -44,11 +44,12 @@ class JobRow:
     epochs: int | None
     global_step: int | None
     wall_time_s: float | None
+    problem: str | None = None  # why the job's files could not be read (status "unreadable")
 
     def as_dict(self) -> dict[str, Any]:
         return {"job": self.job, "overrides": self.overrides, "status": self.status, "metric": self.metric,
                 "best": self.best, "test_wer": self.test_wer, "epochs": self.epochs,
-                "global_step": self.global_step, "wall_time_s": self.wall_time_s}
+                "global_step": self.global_step, "wall_time_s": self.wall_time_s, "problem": self.problem}
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -56,24 +57,39 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
                   if ".submitit" not in p.parts)
 
 
+def _read_overrides(path: Path) -> tuple[list[str], str | None]:
+    """The job's command-line overrides, or ([], what is wrong with the file)."""
+    try:
+        overrides = yaml.safe_load(path.read_text()) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return [], f"{path}: unreadable ({' '.join(str(exc).split())})"
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        return [], f"{path}: not a list of overrides (a {type(overrides).__name__})"
+    return overrides, None
+
+
 def read_job(job_dir: Path, sweep_dir: Path) -> JobRow:
-    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    """One job's row. A job whose files cannot be read keeps its row, with status ``unreadable`` and
+    what is wrong in ``problem``: one damaged folder must not hide the sweep's other results."""
+    overrides, problem = _read_overrides(job_dir / ".hydra" / "overrides.yaml")
     overrides = [o for o in overrides if not o.startswith(IGNORED_PREFIXES)]
     metrics_file = job_dir / "metrics.json"
     info: dict[str, Any] = {}
     if metrics_file.is_file():
         try:
             info = json.loads(metrics_file.read_text())
-        except json.JSONDecodeError:
-            info = {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = problem or f"{metrics_file}: unreadable ({exc})"
+        if not isinstance(info, dict):
+            problem, info = problem or f"{metrics_file}: not a JSON object", {}
     best = info.get("best")
     if best is not None and not math.isfinite(float(best)):
         best = None
     return JobRow(job=str(job_dir.relative_to(sweep_dir)) or ".", overrides=" ".join(overrides),
-                  status=info.get("status", "incomplete"), metric=info.get("metric", ""),
+                  status="unreadable" if problem else info.get("status", "incomplete"), metric=info.get("metric", ""),
                   best=None if best is None else float(best), test_wer=info.get("test/wer"),
                   epochs=info.get("epochs"), global_step=info.get("global_step"),
-                  wall_time_s=info.get("wall_time_s"))
+                  wall_time_s=info.get("wall_time_s"), problem=problem)
 
 
 def summarize(sweep_dir: str | Path) -> list[JobRow]:
@@ -124,6 +140,9 @@ def _summarize(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no job directories (with .hydra/overrides.yaml) under {args.sweep_dir}", file=sys.stderr)
         return 1
+    for row in rows:
+        if row.problem:
+            print(f"sweep-summary: warning: job {row.job}: {row.problem}", file=sys.stderr)
     out = args.csv or args.sweep_dir / "summary.csv"
     write_text_atomic(out, to_csv(rows))
     print(render(rows[: args.top] if args.top else rows))

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sign_ctc.data.datamodule import SignDataModule
 from sign_ctc.data.sampler import LengthBucketBatchSampler
+from sign_ctc.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def optimizer_steps_per_epoch(cfg: DictConfig, datamodule: SignDataModule) -> in
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     """The number of epochs that gives at least ``min_steps`` optimizer steps, and at least ``epochs``."""
     if epochs < 1 or min_steps < 0 or steps_per_epoch < 1:
-        raise ValueError(f"schedule needs epochs >= 1, min_steps >= 0 and steps per epoch >= 1, got "
-                         f"{epochs}, {min_steps}, {steps_per_epoch}")
+        raise ConfigError(f"schedule needs epochs >= 1, min_steps >= 0 and steps per epoch >= 1, got "
+                          f"{epochs}, {min_steps}, {steps_per_epoch}")
     return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 

@@ -11,6 +11,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sign_ctc.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def check_launch(trainer: pl.Trainer) -> None:
     # Lightning has no public way to ask whether a launcher re-runs the command line; the class name of
     # its (private) subprocess-script launcher is the one stable sign, checked without importing it.
     if type(launcher).__name__ == "_SubprocessScriptLauncher" and trainer.num_devices * trainer.num_nodes > 1:
-        raise RuntimeError(
+        raise ConfigError(
             "trainer.strategy=ddp starts the other ranks by re-running this command, which under a Hydra "
             "multirun (-m) would re-run the whole sweep in each of them. Use trainer.strategy=ddp_spawn for "
             "multi-device jobs in a local sweep, hydra/launcher=slurm (SLURM starts one task per device), "
