@@ -50,6 +50,35 @@ MODELS: dict[str, tuple[str, list[str]]] = {
                           ["model=student", "distillation=frame_kl"]),
     "reference": ("reference model (model=reference, ~0.5M)", ["model=reference"]),
 }
+MAIN_MODELS = list(MODELS)
+# Issue 26's ablation of the teacher on unseen signers: one change each from the defaults, every one a
+# config switch (run with --models NAME ...; not in the default --models).
+ABLATION: dict[str, tuple[str, list[str]]] = {
+    "teacher_aug": ("teacher + pose augmentation (augmentation=default)", ["augmentation=default"]),
+    "teacher_no_face": ("teacher without the face block", ["model.net.modalities=[pose,hands,temporal]"]),
+    "teacher_no_temporal": ("teacher without the temporal block", ["model.net.modalities=[pose,hands,face]"]),
+    "teacher_dropout_0.3": ("teacher + dropout 0.3", ["model.net.dropout=0.3"]),
+    "teacher_wd_1e-2": ("teacher + weight decay 1e-2", ["model.optimizer.weight_decay=1e-2"]),
+    "teacher_narrow": ("teacher at half width (modalities, fusion, BiLSTM)",
+                       ["model.net.modality_widths={pose:32,hands:64,face:32,temporal:48}", "model.net.fusion_dim=128",
+                        "model.net.lstm_hidden=144"]),
+    "teacher_aux_0.3": ("teacher + auxiliary CTC weight 0.3", ["model.aux_ctc_weight=0.3"]),
+    # and of the distilled student (each learns from the default teacher of the same seed)
+    "student_distilled_aug": ("distilled student + pose augmentation (the teacher labels each augmented sample)",
+                              ["model=student", "distillation=frame_kl", "augmentation=default"]),
+    "student_distilled_blank_kl": ("distilled student, KL over all classes, blank included (distillation.drop_blank=false)",
+                                   ["model=student", "distillation=frame_kl", "distillation.drop_blank=false"]),
+    "student_distilled_bidirectional": ("distilled student with a bidirectional LSTM (cannot stream; how much the "
+                                        "future context is worth)", ["model=student", "distillation=frame_kl",
+                                                                     "model.net.bidirectional=true"]),
+    "student_distilled_temporal": ("distilled student with the temporal block too (the teacher's four blocks)",
+                                   ["model=student", "distillation=frame_kl",
+                                    "model.net.modalities=[pose,hands,face,temporal]"]),
+    "student_distilled_wide": ("distilled student, twice as wide (fusion, convolutions, LSTM 256)",
+                               ["model=student", "distillation=frame_kl", "model.net.fusion_dim=256",
+                                "model.net.conv_channels=[256,256]", "model.net.lstm_hidden=256"]),
+}
+MODELS.update(ABLATION)
 CORPORA = ("boston104", "synthetic_shift")
 
 
@@ -125,7 +154,7 @@ def _rates(summary: dict[str, Any]) -> dict[str, Any]:
 def run_one(corpus: str, model: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     run_dir = out / corpus / f"{model}_s{seed}"
     overrides = corpus_overrides(corpus, args.quick, args.boston) + MODELS[model][1]
-    if model == "student_distilled":
+    if model.startswith("student_distilled"):
         teacher_dir = out / corpus / f"teacher_s{seed}"
         metrics = teacher_dir / "metrics.json"
         if not metrics.exists():
@@ -249,10 +278,39 @@ def write_doc(path: Path, results: dict[str, Any]) -> None:
     write_text_atomic(path, text)
 
 
+def _record(results_path: Path, name: str, entry: dict[str, Any], constant: dict[str, Any], command: str,
+            info: dict[str, Any], doc: Path | None) -> None:
+    """Merge one run (replacing an earlier entry of the same corpus, model and seed) into the results file as
+    it is now (another invocation, of other corpora or models, may have written it meanwhile), and the table
+    into ``doc``. Under a lock: two invocations side by side (one per core) must not drop each other's runs."""
+    import fcntl
+
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(results_path.with_name(results_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _merge(results_path, name, entry, constant, command, info, doc)
+
+
+def _merge(results_path: Path, name: str, entry: dict[str, Any], constant: dict[str, Any], command: str,
+           info: dict[str, Any], doc: Path | None) -> None:
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": []}
+    results["constant"] = {**results.get("constant", {}), **constant}
+    key = (entry["corpus"], entry["model"], entry["seed"])
+    results["runs"] = [e for e in results.get("runs", []) if (e["corpus"], e["model"], e["seed"]) != key] + [entry]
+    results["summary"] = summarize(results["runs"])
+    results["commands"] = sorted(set(results.get("commands", [])) | {command})
+    results.pop("command", None)  # (a single command, before the runs were merged)
+    results["date"] = info["date"]
+    common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
+    if doc is not None:
+        write_doc(doc, json.loads(results_path.read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=MAIN_MODELS,
+                        help=f"default: {' '.join(MAIN_MODELS)}; the ablation rows: {' '.join(ABLATION)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 1, 2])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 tiny epoch per run, results in real_quick.json")
     parser.add_argument("--boston", type=Path, default=BOSTON, help=f"the BOSTON-104 folder (default {BOSTON})")
@@ -277,36 +335,22 @@ def main() -> None:
     out = OUT.with_name("bench_real_quick") if args.quick else OUT
     info = common.machine()
     models = [m for m in MODELS if m in args.models]  # the teacher before the student it teaches
-    done: list[dict[str, Any]] = []
-    constant: dict[str, Any] = {}
+    doc = args.doc if args.doc is not None else (None if args.quick else DOC)
+    command = " ".join(Path(a).name if os.path.isabs(a) else a for a in info["command"].split())
     for corpus in args.corpora:
+        constant: dict[str, Any] = {}
         for model in models:
             for seed in args.seeds:
                 entry = run_one(corpus, model, seed, args, out)
-                done.append(entry)
                 print(f"  {corpus} {model} seed {seed}: dev WER {entry['dev']['wer']}% test WER {entry['test']['wer']}% "
                       f"(del {entry['test']['del']}%) per signer {entry['test_wer_per_signer']} "
                       f"({entry['train_seconds']} s, {entry['epochs']} epochs)", flush=True)
-        run_dir = out / corpus / f"{models[0]}_s{args.seeds[0]}"
-        constant[corpus] = constant_answers(read_sentences(run_dir, "train"), read_sentences(run_dir, "test"))
-    # merged into the file as it is now: another invocation (other corpora or models) may have written it meanwhile
-    results = {**results, **(json.loads(results_path.read_text()) if results_path.exists() else {})}
-    results["constant"] = {**results.get("constant", {}), **constant}
-    ran = {(e["corpus"], e["model"], e["seed"]) for e in done}
-    results["runs"] = [e for e in results.get("runs", []) if (e["corpus"], e["model"], e["seed"]) not in ran] + done
-    results["summary"] = summarize(results["runs"])
-    command = " ".join(Path(a).name if os.path.isabs(a) else a for a in info["command"].split())
-    results["commands"] = sorted(set(results.get("commands", [])) | {command})
-    results.pop("command", None)  # (a single command, before the runs were merged)
-    results["date"] = info["date"]
-    common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
-    results = json.loads(results_path.read_text())
-    doc = args.doc if args.doc is not None else (None if args.quick else DOC)
-    if doc is not None:
-        write_doc(doc, results)
-        print(f"table written into {_portable(str(doc))}")
-    print(table(results))
-
+                if not constant:
+                    run_dir = out / corpus / f"{model}_s{seed}"
+                    constant[corpus] = constant_answers(read_sentences(run_dir, "train"), read_sentences(run_dir, "test"))
+                # after every run, so that a long invocation that is stopped keeps what it measured
+                _record(results_path, name, entry, constant, command, info, doc)
+    print(table(json.loads(results_path.read_text())))
 
 if __name__ == "__main__":
     main()
