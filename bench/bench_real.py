@@ -51,6 +51,7 @@ MODELS: dict[str, tuple[str, list[str]]] = {
     "reference": ("reference model (model=reference, ~0.5M)", ["model=reference"]),
 }
 MAIN_MODELS = list(MODELS)
+DISTILLED = MODELS["student_distilled"][1]
 # Issue 26's ablation of the teacher on unseen signers: one change each from the defaults, every one a
 # config switch (run with --models NAME ...; not in the default --models).
 ABLATION: dict[str, tuple[str, list[str]]] = {
@@ -65,18 +66,16 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
     "teacher_aux_0.3": ("teacher + auxiliary CTC weight 0.3", ["model.aux_ctc_weight=0.3"]),
     # and of the distilled student (each learns from the default teacher of the same seed)
     "student_distilled_aug": ("distilled student + pose augmentation (the teacher labels each augmented sample)",
-                              ["model=student", "distillation=frame_kl", "augmentation=default"]),
+                              [*DISTILLED, "augmentation=default"]),
     "student_distilled_blank_kl": ("distilled student, KL over all classes, blank included (distillation.drop_blank=false)",
-                                   ["model=student", "distillation=frame_kl", "distillation.drop_blank=false"]),
+                                   [*DISTILLED, "distillation.drop_blank=false"]),
     "student_distilled_bidirectional": ("distilled student with a bidirectional LSTM (cannot stream; how much the "
-                                        "future context is worth)", ["model=student", "distillation=frame_kl",
-                                                                     "model.net.bidirectional=true"]),
+                                        "future context is worth)", [*DISTILLED, "model.net.bidirectional=true"]),
     "student_distilled_temporal": ("distilled student with the temporal block too (the teacher's four blocks)",
-                                   ["model=student", "distillation=frame_kl",
-                                    "model.net.modalities=[pose,hands,face,temporal]"]),
+                                   [*DISTILLED, "model.net.modalities=[pose,hands,face,temporal]"]),
     "student_distilled_wide": ("distilled student, twice as wide (fusion, convolutions, LSTM 256)",
-                               ["model=student", "distillation=frame_kl", "model.net.fusion_dim=256",
-                                "model.net.conv_channels=[256,256]", "model.net.lstm_hidden=256"]),
+                               [*DISTILLED, "model.net.fusion_dim=256", "model.net.conv_channels=[256,256]",
+                                "model.net.lstm_hidden=256"]),
 }
 MODELS.update(ABLATION)
 CORPORA = ("boston104", "synthetic_shift")
@@ -154,7 +153,7 @@ def _rates(summary: dict[str, Any]) -> dict[str, Any]:
 def run_one(corpus: str, model: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     run_dir = out / corpus / f"{model}_s{seed}"
     overrides = corpus_overrides(corpus, args.quick, args.boston) + MODELS[model][1]
-    if model.startswith("student_distilled"):
+    if "distillation=frame_kl" in MODELS[model][1]:  # learns from the teacher of its corpus and seed
         teacher_dir = out / corpus / f"teacher_s{seed}"
         metrics = teacher_dir / "metrics.json"
         if not metrics.exists():
@@ -288,22 +287,17 @@ def _record(results_path: Path, name: str, entry: dict[str, Any], constant: dict
     results_path.parent.mkdir(parents=True, exist_ok=True)
     with open(results_path.with_name(results_path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _merge(results_path, name, entry, constant, command, info, doc)
-
-
-def _merge(results_path: Path, name: str, entry: dict[str, Any], constant: dict[str, Any], command: str,
-           info: dict[str, Any], doc: Path | None) -> None:
-    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": []}
-    results["constant"] = {**results.get("constant", {}), **constant}
-    key = (entry["corpus"], entry["model"], entry["seed"])
-    results["runs"] = [e for e in results.get("runs", []) if (e["corpus"], e["model"], e["seed"]) != key] + [entry]
-    results["summary"] = summarize(results["runs"])
-    results["commands"] = sorted(set(results.get("commands", [])) | {command})
-    results.pop("command", None)  # (a single command, before the runs were merged)
-    results["date"] = info["date"]
-    common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
-    if doc is not None:
-        write_doc(doc, json.loads(results_path.read_text()))
+        results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": []}
+        results["constant"] = {**results.get("constant", {}), **constant}
+        key = (entry["corpus"], entry["model"], entry["seed"])
+        results["runs"] = [e for e in results.get("runs", []) if (e["corpus"], e["model"], e["seed"]) != key] + [entry]
+        results["summary"] = summarize(results["runs"])
+        results["commands"] = sorted(set(results.get("commands", [])) | {command})
+        results.pop("command", None)  # (a single command, before the runs were merged)
+        results["date"] = info["date"]
+        common.write_result(name, results, {k: v for k, v in info.items() if k not in ("command", "date")})
+        if doc is not None:
+            write_doc(doc, json.loads(results_path.read_text()))
 
 
 def main() -> None:
@@ -350,7 +344,10 @@ def main() -> None:
                     constant[corpus] = constant_answers(read_sentences(run_dir, "train"), read_sentences(run_dir, "test"))
                 # after every run, so that a long invocation that is stopped keeps what it measured
                 _record(results_path, name, entry, constant, command, info, doc)
+    if doc is not None:
+        print(f"table written into {_portable(str(doc))}")
     print(table(json.loads(results_path.read_text())))
+
 
 if __name__ == "__main__":
     main()
