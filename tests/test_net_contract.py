@@ -13,6 +13,10 @@ from sign_ctc.models.contract import CTCNet, StreamingNet
 from tests.helpers import ROOT
 
 MODELS = sorted(p.stem for p in (ROOT / "sign_ctc" / "conf" / "model").glob("*.yaml"))
+# every model config as it is, and the settings that change what a net reads past the frames it labels
+NETS = [(name, ()) for name in MODELS] + [("student", ("model.net.output_delay=3",)),
+                                          ("student", ("model.net.context_blocks=2", "model.net.kernel_size=3"))]
+IDS = [" ".join((name, *overrides)) for name, overrides in NETS]
 
 
 def _net(make_cfg, name: str, *overrides: str):
@@ -25,9 +29,9 @@ def test_every_model_config_is_tested():
     assert {"i3d", "student", "reference"} <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_the_net_keeps_the_contract(make_cfg, name):
-    net = _net(make_cfg, name)
+@pytest.mark.parametrize("name, overrides", NETS, ids=IDS)
+def test_the_net_keeps_the_contract(make_cfg, name, overrides):
+    net = _net(make_cfg, name, *overrides)
     assert isinstance(net, CTCNet)
     assert net.input_dim % STATIC_DIM == 0 and 0 < net.input_dim <= FEATURE_DIM
     stride = net.total_stride
@@ -51,21 +55,21 @@ def test_the_net_keeps_the_contract(make_cfg, name):
             torch.testing.assert_close(alone[0], logits[b, : int(out[b])], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_a_causal_net_streams_exactly_and_others_say_why_not(make_cfg, name):
+@pytest.mark.parametrize("name, overrides", NETS, ids=IDS)
+def test_a_causal_net_streams_exactly_and_others_say_why_not(make_cfg, name, overrides):
     from types import SimpleNamespace
 
     from sign_ctc.models.normalization import Normalizer
     from sign_ctc.streaming.recognizer import stream_refusal
 
-    net = _net(make_cfg, name)
+    net = _net(make_cfg, name, *overrides)
     if not isinstance(net, StreamingNet):  # the recognizer refuses it, naming the net and what to stream instead
         reason = stream_refusal(SimpleNamespace(net=net, normalizer=Normalizer("global"), recipe={}))
         assert reason and type(net).__name__ in reason and "model=student" in reason
         return
     if net.stream_refusal:
         assert "bidirectional" in net.stream_refusal
-        net = _net(make_cfg, name, "model.net.bidirectional=false")
+        net = _net(make_cfg, name, *overrides, "model.net.bidirectional=false")
     assert net.stream_refusal is None and net.lookahead_frames >= 0
     T = 41
     g = torch.Generator().manual_seed(2)

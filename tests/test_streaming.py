@@ -126,6 +126,30 @@ def test_every_length_and_chunking_streams_exactly(module, lengths):
     assert worst <= TOLERANCE
 
 
+@pytest.mark.parametrize("context, delay", [(2, 0), (0, 1), (1, 3)])
+def test_context_blocks_and_a_delay_stream_exactly(context, delay):
+    """model.net.context_blocks=B: B conv blocks at the output rate, each reading 2 output frames (8 input
+    frames) further ahead; model.net.output_delay=D: the stream holds each output frame back until D more
+    came. The stream still equals the whole sentence (whose D trailing zero frames the end of the stream
+    supplies) for every length and chunking."""
+    module = student_module(seed=5, context_blocks=context, output_delay=delay)
+    assert module.net.lookahead_frames == 6 + 8 * context + 4 * delay
+    rng = np.random.default_rng(delay)
+    worst = 0.0
+    for T in [*range(1, 30), 64, 101]:
+        lm = _generated(T, rng)
+        offline, n = forward_landmarks(module, lm)
+        for size in (1, 4, "random"):
+            rec = StreamingRecognizer(module, pause_frames=None, tentative=False)
+            streamed = streamed_log_probs(rec, lm, chunks(T, size, random.Random(T)))
+            assert streamed.shape[0] == int(n[0]), (T, size)
+            worst = max(worst, float((streamed - offline[0]).abs().max()))
+    assert worst <= TOLERANCE
+    if not context:  # the same weights: only the delay differs
+        lm = _generated(64, rng)
+        assert not torch.allclose(forward_landmarks(module, lm)[0], forward_landmarks(student_module(seed=5), lm)[0])
+
+
 @pytest.mark.slow
 def test_every_length_up_to_300_streams_exactly(module):
     rng = np.random.default_rng(1)

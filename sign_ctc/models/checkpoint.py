@@ -35,7 +35,8 @@ MOVED_MODULES: dict[str, str] = {
 # class defaults follow the YAML defaults, which have changed since).
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "sign_ctc.models.i3d.I3DTeacher": {"aux_ctc": False, "residual": False},
-    "sign_ctc.models.student.CTCStudent": {"modalities": ["pose", "hands", "face", "temporal"]},
+    "sign_ctc.models.student.CTCStudent": {"modalities": ["pose", "hands", "face", "temporal"], "context_blocks": 0,
+                                           "output_delay": 0},
     "sign_ctc.models.ctc_module.CTCModule": {"aux_ctc_weight": 0.0},
     "sign_ctc.models.normalization.Normalizer": {"body_relative": False, "body_per_frame": False,
                                                 "body_fallback": "sequence"},

@@ -6,6 +6,20 @@ Each max-pool with stride s maps n frames to ceil(n / s), exactly as the teacher
 do, so with the same product of strides the two nets emit the same number of output frames for
 every input length and their frames can be distilled one to one. ``bidirectional=false`` gives a
 unidirectional LSTM (streaming: no look-ahead beyond the convolutions' receptive field).
+
+``context_blocks``: conv blocks (Conv1d + BatchNorm + ReLU, no pooling) at the output rate after the
+strided ones. Each gives every output frame ``kernel_size // 2`` output frames of past and future
+context (4× that in input frames): the future context that a streaming student, distilled frame by
+frame from a teacher that reads the whole sentence, lacks most on signers it never saw. Without a
+pool: a max-pool at the output rate would smear each CTC spike over its neighbours, and two spikes of
+a repeated gloss (``NORD NORD``) would merge.
+
+``output_delay`` D: output frame ``j`` is read from the LSTM after it has consumed frame ``j + D`` (the
+sentence is followed by D zero frames). Without it a unidirectional student must name a sign from what
+it has seen so far while the bidirectional teacher it is distilled from, frame by frame, names it from
+the whole sentence; the delay lets the LSTM carry D output frames (``D * total_stride`` input frames)
+of future into each output, at that much more latency. The number of output frames, and so their
+one-to-one alignment with the teacher's, is unchanged.
 """
 
 from __future__ import annotations
@@ -29,16 +43,20 @@ class StudentStreamState:
 
     windows: list[WindowState]
     hc: tuple[torch.Tensor, torch.Tensor] | None
+    pending: int = 0  # LSTM outputs still to drop: the first ``output_delay`` of a stream label no frame
 
 
 class CTCStudent(nn.Module):
     """``conv_strides``: the max-pool stride after each conv block (1 or 2); their product is the
-    total stride and must equal the teacher's for distillation."""
+    total stride and must equal the teacher's for distillation. ``context_blocks``: conv blocks without
+    pooling at the output rate, after them. ``output_delay``: output frames of future
+    the LSTM reads before it labels a frame (0: none; streaming only, a BiLSTM reads the whole future)."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int], fusion_dim: int,
                  conv_channels: Sequence[int], conv_strides: Sequence[int], kernel_size: int,
                  lstm_hidden: int, bidirectional: bool, dropout: float, use_presence: bool = True,
-                 modalities: Sequence[str] = ("pose", "hands", "face"), blank_bias: float | None = None):
+                 modalities: Sequence[str] = ("pose", "hands", "face"), blank_bias: float | None = None,
+                 context_blocks: int = 0, output_delay: int = 0):
         super().__init__()
         if len(conv_channels) != len(conv_strides) or not conv_channels:
             raise ValueError("conv_channels and conv_strides need one entry per conv block")
@@ -46,6 +64,10 @@ class CTCStudent(nn.Module):
             raise ValueError(f"conv_strides must be 1 or 2, got {list(conv_strides)}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (length-preserving padding), got {kernel_size}")
+        if int(output_delay) < 0 or (output_delay and bidirectional):
+            raise ValueError(f"output_delay must be >= 0, and 0 with a bidirectional LSTM (it reads the whole "
+                             f"sentence already), got {output_delay} (bidirectional={bidirectional})")
+        self.output_delay = int(output_delay)
         self.strides = tuple(int(s) for s in conv_strides)
         self.fusion = ModalityFusion(dict(modality_widths), fusion_dim, dropout, use_presence, modalities)
         self.input_dim = self.fusion.input_dim  # feature channels read: the leading blocks of the layout
@@ -55,6 +77,9 @@ class CTCStudent(nn.Module):
             self.convs.append(Unit1d(cin, int(cout), kernel_size))
             cin = int(cout)
         self.pools = nn.ModuleList([nn.MaxPool1d(3, stride=s, padding=1) for s in self.strides])
+        if int(context_blocks) < 0:
+            raise ValueError(f"context_blocks must be >= 0, got {context_blocks}")
+        self.context = nn.ModuleList([Unit1d(cin, cin, kernel_size) for _ in range(int(context_blocks))])
         self.dropout = nn.Dropout(dropout)
         self.bidirectional = bool(bidirectional)
         self.lstm = nn.LSTM(cin, lstm_hidden, batch_first=True, bidirectional=bidirectional)
@@ -82,11 +107,16 @@ class CTCStudent(nn.Module):
             h = mask_frames(conv(h), n)
             n = out_len(n, 3, s, 1)
             h = mask_frames(pool(h), n)
+        for conv in self.context:
+            h = mask_frames(conv(h), n)
         h = self.dropout(h.transpose(1, 2))
-        packed = pack_padded_sequence(h, n.cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
+        D = self.output_delay
+        if D:  # D zero frames after every sentence (its frames past n are zero already)
+            h = F.pad(h, (0, 0, 0, D))
+        packed = pack_padded_sequence(h, (n + D).cpu().clamp_min(1), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
-        return self.classifier(self.dropout(out)), n
+        return self.classifier(self.dropout(out[:, D:])), n
 
     # ---- streaming -----------------------------------------------------------------------------------
     @property
@@ -98,30 +128,30 @@ class CTCStudent(nn.Module):
         return None
 
     def _stages(self) -> list[Stage]:
+        """The conv and pool layers in order, each with its window (what the stream and the streaming export run)."""
         stages: list[Stage] = []
-        for conv, pool, s in zip(self.convs, self.pools, self.strides):
-            k = conv.conv.kernel_size[0]
-
-            def conv_layer(x: torch.Tensor, unit: Unit1d = conv) -> torch.Tensor:
-                return torch.relu(unit.bn(F.conv1d(x, unit.conv.weight, unit.conv.bias)))
-
-            stages.append((Window(k, 1, k // 2, 0.0), conv_layer))
+        for conv, s in zip(self.convs, self.strides):
+            stages.append(conv_stage(conv))
             stages.append((Window(3, s, 1, float("-inf")), partial_pool(s)))
-        return stages
+        return stages + [conv_stage(conv) for conv in self.context]
+
+    def stage_channels(self) -> list[int]:
+        """The input channels of each of :meth:`_stages`."""
+        channels = [self.fusion.fuse[1].out_features]
+        for conv in self.convs:
+            channels += [conv.conv.out_channels, conv.conv.out_channels]
+        return channels + [conv.conv.in_channels for conv in self.context]
 
     @property
     def lookahead_frames(self) -> int:
         """Input frames past the last one an output frame stands for that it still needs: the algorithmic
-        latency of streaming (6 with the defaults: 0.24 s at 25 fps)."""
-        return lookahead(self._stages()) - (self.total_stride - 1)
+        latency of streaming: the conv and pool layers' reach, plus the output delay's frames."""
+        return lookahead(self._stages()) - (self.total_stride - 1) + self.output_delay * self.total_stride
 
     def initial_state(self, batch: int = 1, device: torch.device | None = None) -> StudentStreamState:
         """The state of ``batch`` streams before their first frame."""
-        widths = [self.fusion.fuse[1].out_features]
-        for conv in self.convs:
-            widths += [conv.conv.out_channels, conv.conv.out_channels]
-        windows = [w.initial(batch, c, device) for (w, _), c in zip(self._stages(), widths)]
-        return StudentStreamState(windows, None)
+        windows = [w.initial(batch, c, device) for (w, _), c in zip(self._stages(), self.stage_channels())]
+        return StudentStreamState(windows, None, self.output_delay)
 
     def step(self, x: torch.Tensor, presence: torch.Tensor, state: StudentStreamState,
              final: bool = False) -> tuple[torch.Tensor, StudentStreamState]:
@@ -133,10 +163,25 @@ class CTCStudent(nn.Module):
             raise ValueError(self.stream_refusal)
         h = self.fusion(x, presence).transpose(1, 2) if x.shape[1] else x.new_zeros(x.shape[0], self.fusion.fuse[1].out_features, 0)
         y, windows = push_through(self._stages(), state.windows, h, final)
-        if y is None or y.shape[-1] == 0:
-            return x.new_zeros(x.shape[0], 0, self.classifier.out_features), StudentStreamState(windows, state.hc)
-        out, hc = self.lstm(y.transpose(1, 2), state.hc)
-        return self.classifier(out), StudentStreamState(windows, hc)
+        rows = y.transpose(1, 2) if y is not None else x.new_zeros(x.shape[0], 0, self.lstm.input_size)
+        if final and self.output_delay and (state.hc is not None or rows.shape[1]):  # the sentence's D zero frames
+            rows = torch.cat([rows, rows.new_zeros(rows.shape[0], self.output_delay, rows.shape[2])], 1)
+        if rows.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.classifier.out_features), StudentStreamState(windows, state.hc,
+                                                                                              state.pending)
+        out, hc = self.lstm(rows, state.hc)
+        drop = min(state.pending, out.shape[1])
+        return self.classifier(out[:, drop:]), StudentStreamState(windows, hc, state.pending - drop)
+
+
+def conv_stage(unit: Unit1d) -> Stage:
+    """A conv block (length-preserving padding) as a windowed layer: the window supplies the padding."""
+    k = unit.conv.kernel_size[0]
+
+    def conv_layer(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(unit.bn(F.conv1d(x, unit.conv.weight, unit.conv.bias)))
+
+    return Window(k, 1, k // 2, 0.0), conv_layer
 
 
 def partial_pool(stride: int):

@@ -12,7 +12,7 @@ not real frames (``out_valid`` = 0), and the end of a stream is flushed by chunk
 ``valid`` = 0, which act exactly as the whole sentence's right padding. A stream starts with ``lead``
 frames marked ``valid`` = 0 (copies of its first frame, so the normalizer's history is the first frame
 held, as the layout's): they put the chunk ends where output windows complete, so the look-ahead is the
-PyTorch stream's (6 frames with the defaults) instead of up to a chunk more.
+PyTorch stream's (14 frames with the defaults) instead of up to a chunk more.
 
 How it stays exact. A layer with kernel ``K``, stride ``s`` and padding ``P`` emits output ``j`` from its
 input frames ``s*j - P .. s*j - P + K - 1``. Each layer keeps ``K - s + e`` frames (``e`` >= 0 chosen so
@@ -78,8 +78,9 @@ class ChunkRules:
     chunk_frames: int
     strides: tuple[int, ...]
     stages: tuple[StageRule, ...]
-    delay: int  # output rows of a stream before its first real output frame (out_valid 0)
+    delay: int  # output rows of a stream before its first real output frame (out_valid 0), lstm_delay included
     lead: int = 0  # frames (copies of the first, valid 0) a stream starts with, to align chunks with windows
+    lstm_delay: int = 0  # the student's output_delay: LSTM rows consumed before the first that labels a frame
 
     @property
     def total_stride(self) -> int:
@@ -127,14 +128,12 @@ def chunk_rules(net: nn.Module, chunk_frames: int | None = None) -> ChunkRules:
     frame ``-d_l - M``, which must be an offline window start ``s*j - P``: ``e`` is the least that makes
     ``d_l + M - P`` a multiple of ``s``, and then ``d_{l+1} = (d_l + M - P) / s``. The lead (0 .. C-1
     frames) shifts where chunks end against where output windows complete: the one with the least
-    look-ahead is taken (with the defaults, 2 frames give the PyTorch stream's 6)."""
+    look-ahead is taken (with the defaults, 2 frames give the PyTorch stream's 14)."""
     S = int(net.total_stride)
     C = int(chunk_frames) if chunk_frames else S
     if C <= 0 or C % S:
         raise ExportError(f"chunk_frames must be a positive multiple of the model's total stride {S}, got {C}")
-    widths = [net.fusion.fuse[1].out_features]
-    for conv in net.convs:
-        widths += [conv.conv.out_channels, conv.conv.out_channels]
+    widths = net.stage_channels()
     options = []
     for lead in range(C):
         stages, d = [], lead
@@ -146,7 +145,8 @@ def chunk_rules(net: nn.Module, chunk_frames: int | None = None) -> ChunkRules:
             carried = base + extra
             stages.append(StageRule(window.kernel, window.stride, window.padding, window.pad_value, channels, carried))
             d = (d + carried - window.padding) // window.stride
-        options.append(ChunkRules(C, tuple(net.strides), tuple(stages), d, lead))
+        D = int(getattr(net, "output_delay", 0))
+        options.append(ChunkRules(C, tuple(net.strides), tuple(stages), d + D, lead, D))
     return min(options, key=lambda rules: (rules.lookahead_frames, rules.lead))
 
 
@@ -170,6 +170,12 @@ def state_spec(rules: ChunkRules, lstm_hidden: int) -> list[dict[str, Any]]:
                      "holds": f"layer {i}: 1 where those frames are real"})
     spec.append({"name": "h", "shape": [1, 1, lstm_hidden], "fill": 0.0, "holds": "the LSTM's hidden state"})
     spec.append({"name": "c", "shape": [1, 1, lstm_hidden], "fill": 0.0, "holds": "the LSTM's cell state"})
+    if rules.lstm_delay:
+        spec.append({"name": "lstm_rows", "shape": [1], "fill": 0.0,
+                     "holds": f"rows the LSTM consumed, counted up to the output delay ({rules.lstm_delay})"})
+        spec.append({"name": "tail_rows", "shape": [1], "fill": 0.0,
+                     "holds": "zero rows the LSTM consumed after the stream's last frame (the sentence's "
+                              f"{rules.lstm_delay} trailing zero frames)"})
     return spec
 
 
@@ -203,7 +209,7 @@ class StreamGraph(nn.Module):
         centre, width, history, started = state[:4]
         n_stages = len(self.rules.stages)
         windows = state[4 : 4 + 2 * n_stages]
-        h, c = state[4 + 2 * n_stages :]
+        h, c = state[4 + 2 * n_stages : 6 + 2 * n_stages]
         present = presence > 0.5
         C = features.shape[1]
         # -- the normalizer (Normalizer.stream, with a history of fixed length)
@@ -230,15 +236,27 @@ class StreamGraph(nn.Module):
             y = layer(frames[..., : n + stage.kernel - stage.stride])
             v = flags[:, stage.padding : stage.padding + n : stage.stride]  # real iff its window's centre is
             next_state += [frames[..., -stage.carried :], flags[:, -stage.carried :]]
-        # -- the LSTM, advanced only on real frames, and the classifier
+        # -- the LSTM, advanced only on real frames (and, with an output delay D, on the D zero rows after the
+        # last one, as the whole sentence's forward), and the classifier
         top = y.transpose(1, 2).masked_fill(v[..., None] <= 0.5, 0.0)  # [1, C/S, F]
-        outs = []
+        D = self.rules.lstm_delay
+        if D:
+            consumed, tail = state[6 + 2 * n_stages :]
+        outs, flags = [], []
         for t in range(top.shape[1]):
             out, (h2, c2) = self.net.lstm(top[:, t : t + 1], (h, c))
-            keep = v[:, t][None, :, None] > 0.5
+            active = v[:, t]
+            if D:  # a zero row after the stream's end (rows came, the row is not real) while fewer than D came
+                after_end = (1.0 - active) * (consumed > 0.5).float() * (tail < D - 0.5).float()
+                active = active + after_end
+                flags.append(active * (consumed > D - 0.5).float())  # the first D rows label no frame
+                consumed, tail = torch.clamp(consumed + active, max=float(D)), tail + after_end
+            keep = active[None, :, None] > 0.5
             h, c = torch.where(keep, h2, h), torch.where(keep, c2, c)
             outs.append(out)
         log_probs = self.net.classifier(torch.cat(outs, 1)).float().log_softmax(-1)
+        if D:
+            return (log_probs, torch.stack(flags, 1), *next_state, h, c, consumed, tail)
         return (log_probs, v, *next_state, h, c)
 
 
