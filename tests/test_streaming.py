@@ -224,7 +224,7 @@ def test_soak_an_endless_stream_equals_sentence_by_sentence_in_constant_memory()
         for k in chunks(len(points), "random", chunk_rng):
             got += [g.gloss for g in rec.push(points[start : start + k], presence[start : start + k]).committed]
             start += k
-        # sign-ctc-predict on the same frames: the segment holds the pause's frames, as offline (features/pauses.py)
+        # sign-ctc-predict on the same frames: the segment stops at its last hand, as offline (features/pauses.py)
         same = Landmarks(points=points, presence=presence, fps=25.0)
         assert got == predict(module, same, pause_frames=25), f"sentence {sentences} ({len(lm)} frames)"
         assert not rec.active and rec.decoder is None  # the pause ended the segment: nothing carried over
@@ -234,6 +234,46 @@ def test_soak_an_endless_stream_equals_sentence_by_sentence_in_constant_memory()
     assert glossed >= 0.9 * sentences  # the sharpened student glosses nearly every sentence
     after_first_minute = next(mb for f, mb in rss if f >= 60 * 25)
     assert max(mb for _, mb in rss) - after_first_minute < 20.0
+
+
+def test_a_pause_is_not_part_of_its_segment():
+    """A segment that a pause ends stops after its last frame with a hand (features/pauses.py); a shorter
+    run without hands stays in it. Live, in chunks of any size, the log-probs are those of each segment
+    cut so, exactly as offline, and the glosses are sign-ctc-predict's."""
+    from sign_ctc.features.pauses import pause_segments
+
+    assert pause_segments([1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0], 3) == [(0, 5), (9, 12)]
+    assert pause_segments([0, 0, 0, 0, 1], 3) == [(4, 5)]  # no hand before the first pause: no segment
+    assert pause_segments([0, 1, 0], 3) == [(0, 3)]  # the stream's end is no pause
+    module = student_module(seed=4, sharpen=30.0)
+    signer = read_pose(DATA / "signer_holistic_97f.pose")  # hands in frames 17-63, none after
+    hands = np.flatnonzero(signer.presence[:, 1] | signer.presence[:, 2])
+    first_hand, last_hand = int(hands[0]), int(hands[-1])
+    assert len(signer) - 1 - last_hand >= 25 and first_hand < 25
+    rest = 40
+    rest_points = np.repeat(signer.points[-1:], rest, 0)
+    rest_presence = np.repeat(signer.presence[-1:], rest, 0)
+    both = Landmarks(points=np.concatenate([signer.points, rest_points, signer.points]),
+                     presence=np.concatenate([signer.presence, rest_presence, signer.presence]), fps=25.0)
+    assert [(a, len(seg)) for a, seg in segments(both, 25)] == [(0, last_hand + 1), (len(signer) + rest + first_hand,
+                                                                                     last_hand + 1 - first_hand)]
+    cut = [Landmarks(points=signer.points[a : last_hand + 1], presence=signer.presence[a : last_hand + 1], fps=25.0)
+           for a in (0, first_hand)]
+    expected = torch.cat([forward_landmarks(module, lm)[0][0] for lm in cut])
+    for size in (1, 7, "random"):
+        rec = StreamingRecognizer(module, fps=25.0, pause_frames=25, tentative=True)
+        parts, glosses, start = [], [], 0
+        for k in chunks(len(both), size, random.Random(3)):
+            update = rec.push(both.points[start : start + k], both.presence[start : start + k])
+            parts.append(update.log_probs)
+            glosses += [g.gloss for g in update.committed]
+            start += k
+        tail = rec.end()
+        assert tail.committed == [] and tail.log_probs.shape[0] == 0  # both pauses were complete
+        got = torch.cat(parts)
+        assert got.shape == expected.shape and float((got - expected).abs().max()) <= TOLERANCE
+        assert rec.segments == 2 and glosses == predict(module, both, pause_frames=25) == predict(module, cut[0]) + \
+            predict(module, cut[1])
 
 
 def test_nobody_in_view_gives_no_gloss():

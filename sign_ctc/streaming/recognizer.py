@@ -149,6 +149,7 @@ class StreamingRecognizer:
         self.seg_out = 0  # output frames of this segment emitted
         self.decoder: GreedyStream | BeamStream | None = None
         self._covered = 0
+        self.held: list[tuple[torch.Tensor, torch.Tensor]] = []  # frames without a hand, pause or not yet known
 
     # ---- the model on a segment ---------------------------------------------------------------------
     def _features(self, points: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
@@ -190,13 +191,22 @@ class StreamingRecognizer:
             step = self.segmenter.step(hands)
             if step is Step.SKIP:
                 continue
-            if not self.active:
-                self._begin(self.frames + i)
-            if start is None:
-                start = i
-            if step is Step.END:
-                self._feed(points[start : i + 1], presence[start : i + 1], update, final=True)
+            if step is Step.FEED:
+                if self.held:  # a hand came back: the frames without one are the segment's
+                    self._feed_held(self.frames + i, update, final=False)
+                elif not self.active:
+                    self._begin(self.frames + i)
+                start = i if start is None else start
+                continue
+            if start is not None:  # the run so far is the segment's whatever comes next
+                self._feed(points[start:i], presence[start:i], update, final=False)
                 start = None
+            if step is Step.HOLD:
+                self.held.append((points[i : i + 1], presence[i : i + 1]))
+            else:  # END: the pause is complete; the segment ended with its last frame with a hand
+                self.held = []
+                if self.active:
+                    self._feed(points[:0], presence[:0], update, final=True)
         if start is not None:
             self._feed(points[start:], presence[start:], update, final=False)
         self.frames += k
@@ -207,9 +217,21 @@ class StreamingRecognizer:
     def end(self) -> Update:
         """The stream ended: the last segment flushed and every remaining gloss committed."""
         update = Update(log_probs=torch.zeros(0, len(self.vocab)))
-        if self.active:
+        if self.held:  # no pause yet: they are the segment's
+            self._feed_held(self.frames, update, final=True)
+        elif self.active:
             self._feed(torch.zeros(0, 543, 3), torch.zeros(0, 4, dtype=torch.bool), update, final=True)
         return update
+
+    def _feed_held(self, next_frame: int, update: Update, final: bool) -> None:
+        """Feed the held frames (those without a hand just before input frame ``next_frame``) to the segment,
+        beginning it if they are its first frames."""
+        points = torch.cat([p for p, _ in self.held])
+        presence = torch.cat([q for _, q in self.held])
+        self.held = []
+        if not self.active:
+            self._begin(next_frame - points.shape[0])
+        self._feed(points, presence, update, final=final)
 
     def peek(self) -> list[TimedGloss]:
         """The tentative tail: the glosses the frames still inside the look-ahead would add if the stream
