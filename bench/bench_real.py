@@ -52,8 +52,10 @@ MODELS: dict[str, tuple[str, list[str]]] = {
 }
 MAIN_MODELS = list(MODELS)
 DISTILLED = MODELS["student_distilled"][1]
-# Issue 26's ablation of the teacher on unseen signers: one change each from the defaults, every one a
-# config switch (run with --models NAME ...; not in the default --models).
+# The student of before 2026-12-07: no context block, look-ahead 6 frames (0.24 s at 25 fps) instead of 14.
+SHALLOW = ["model.net.context_blocks=0"]
+# Issue 26's ablation on unseen signers: one change each from the defaults, every one a config switch
+# (run with --models NAME ...; not in the default --models).
 ABLATION: dict[str, tuple[str, list[str]]] = {
     "teacher_aug": ("teacher + pose augmentation (augmentation=default)", ["augmentation=default"]),
     "teacher_no_face": ("teacher without the face block", ["model.net.modalities=[pose,hands,temporal]"]),
@@ -64,18 +66,32 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
                        ["model.net.modality_widths={pose:32,hands:64,face:32,temporal:48}", "model.net.fusion_dim=128",
                         "model.net.lstm_hidden=144"]),
     "teacher_aux_0.3": ("teacher + auxiliary CTC weight 0.3", ["model.aux_ctc_weight=0.3"]),
-    # and of the distilled student (each learns from the default teacher of the same seed)
-    "student_distilled_aug": ("distilled student + pose augmentation (the teacher labels each augmented sample)",
-                              [*DISTILLED, "augmentation=default"]),
-    "student_distilled_blank_kl": ("distilled student, KL over all classes, blank included (distillation.drop_blank=false)",
-                                   [*DISTILLED, "distillation.drop_blank=false"]),
-    "student_distilled_bidirectional": ("distilled student with a bidirectional LSTM (cannot stream; how much the "
-                                        "future context is worth)", [*DISTILLED, "model.net.bidirectional=true"]),
-    "student_distilled_temporal": ("distilled student with the temporal block too (the teacher's four blocks)",
-                                   [*DISTILLED, "model.net.modalities=[pose,hands,face,temporal]"]),
-    "student_distilled_wide": ("distilled student, twice as wide (fusion, convolutions, LSTM 256)",
-                               [*DISTILLED, "model.net.fusion_dim=256", "model.net.conv_channels=[256,256]",
+    # and of the student: the two-block student of before, alone and distilled, and the distilled variants
+    # of it that found what it lacked (each learns from the default teacher of the same seed)
+    "student_shallow": ("the two-block student alone (look-ahead 6 frames)", ["model=student", *SHALLOW]),
+    "student_distilled_shallow": ("the two-block student distilled (look-ahead 6 frames; the default before "
+                                  "2026-12-07)", [*DISTILLED, *SHALLOW]),
+    "student_distilled_pooled": ("two-block distilled student + a third conv block with a stride-1 max-pool "
+                                 "(look-ahead 18 frames)", [*DISTILLED, *SHALLOW, "model.net.conv_channels=[192,192,192]",
+                                                            "model.net.conv_strides=[2,2,1]"]),
+    "student_distilled_aug": ("two-block distilled student + pose augmentation (the teacher labels each augmented "
+                              "sample)", [*DISTILLED, *SHALLOW, "augmentation=default"]),
+    "student_distilled_blank_kl": ("two-block distilled student, KL over all classes, blank included "
+                                   "(distillation.drop_blank=false)", [*DISTILLED, *SHALLOW, "distillation.drop_blank=false"]),
+    "student_distilled_bidirectional": ("two-block distilled student with a bidirectional LSTM (cannot stream; how "
+                                        "much the future context is worth)",
+                                        [*DISTILLED, *SHALLOW, "model.net.bidirectional=true"]),
+    "student_distilled_temporal": ("two-block distilled student with the temporal block too (the teacher's four "
+                                   "blocks)", [*DISTILLED, *SHALLOW, "model.net.modalities=[pose,hands,face,temporal]"]),
+    "student_distilled_wide": ("two-block distilled student, twice as wide (fusion, convolutions, LSTM 256)",
+                               [*DISTILLED, *SHALLOW, "model.net.fusion_dim=256", "model.net.conv_channels=[256,256]",
                                 "model.net.lstm_hidden=256"]),
+    "student_distilled_k9": ("two-block distilled student, conv kernels 9 instead of 5 (look-ahead 12 frames)",
+                             [*DISTILLED, *SHALLOW, "model.net.kernel_size=9"]),
+    "student_distilled_delay2": ("two-block distilled student whose LSTM reads 2 output frames past the one it "
+                                 "labels (look-ahead 14 frames)", [*DISTILLED, *SHALLOW, "model.net.output_delay=2"]),
+    "student_distilled_delay4": ("two-block distilled student whose LSTM reads 4 output frames past the one it "
+                                 "labels (look-ahead 22 frames)", [*DISTILLED, *SHALLOW, "model.net.output_delay=4"]),
 }
 MODELS.update(ABLATION)
 CORPORA = ("boston104", "synthetic_shift")

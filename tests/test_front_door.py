@@ -174,7 +174,7 @@ NOT_RUN_HERE: dict[str, str] = {
     "python train.py data=synthetic_shift trainer.max_epochs=3 seed=1234 logger=csv "
     "hydra.run.dir=outputs/ablation_shift/teacher_aug_e3 augmentation=default":
         "a 3-epoch teacher training of docs/REAL_DATA.md's ablation (1202 s on 2 cores)",
-    'python eval.py ckpt_path=outputs/bench_real/synthetic_shift/student_distilled_s1234/checkpoints/best.ckpt '
+    'python eval.py ckpt_path=outputs/bench_real/synthetic_shift/student_distilled_shallow_s1234/checkpoints/best.ckpt '
     'decoding=beam decoding.tune=true "decoding.tune_word_bonuses=[0.0,1.0,2.0,3.0,4.0,6.0]"':
         "needs bench_real.py's distilled synthetic_shift checkpoint (a teacher and a student training); "
         "tests/test_decoding_tuning.py tunes the word bonus of decoding=beam on dev",

@@ -19,7 +19,8 @@ sentence is followed by D zero frames). Without it a unidirectional student must
 it has seen so far while the bidirectional teacher it is distilled from, frame by frame, names it from
 the whole sentence; the delay lets the LSTM carry D output frames (``D * total_stride`` input frames)
 of future into each output, at that much more latency. The number of output frames, and so their
-one-to-one alignment with the teacher's, is unchanged.
+one-to-one alignment with the teacher's, is unchanged. It helps less than conv context for the same
+look-ahead (the LSTM must hold a sign until it may name it; docs/REAL_DATA.md), so it is off by default.
 """
 
 from __future__ import annotations
