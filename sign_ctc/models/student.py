@@ -57,7 +57,7 @@ class CTCStudent(nn.Module):
                  conv_channels: Sequence[int], conv_strides: Sequence[int], kernel_size: int,
                  lstm_hidden: int, bidirectional: bool, dropout: float, use_presence: bool = True,
                  modalities: Sequence[str] = ("pose", "hands", "face"), blank_bias: float | None = None,
-                 context_blocks: int = 0, output_delay: int = 0):
+                 context_blocks: int = 1, output_delay: int = 0):
         super().__init__()
         if len(conv_channels) != len(conv_strides) or not conv_channels:
             raise ValueError("conv_channels and conv_strides need one entry per conv block")
