@@ -33,7 +33,10 @@ REAL_FILES = sorted(DATA.glob("*.pose"))
 
 def student_module(seed: int = 0, modalities=("pose", "hands", "face"), sharpen: float = 1.0, **net_kwargs) -> CTCModule:
     """A student as training leaves it, without the training: random weights, BatchNorm running statistics
-    and global normalization statistics (the exactness contract holds for any weights)."""
+    and global normalization statistics (the exactness contract holds for any weights). Without the context
+    block unless asked (``context_blocks=``): these tests want a random student whose best path changes
+    often; the default config's student streams exactly in test_net_contract.py and test_stream_export.py."""
+    net_kwargs.setdefault("context_blocks", 0)
     torch.manual_seed(seed)
     vocab = Vocabulary(["<blank>", "<unk>", *[f"G{i}" for i in range(12)]])
     net = partial(CTCStudent, modality_widths=WIDTHS, fusion_dim=96, conv_channels=[96, 96], conv_strides=[2, 2],
