@@ -66,6 +66,13 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
                        ["model.net.modality_widths={pose:32,hands:64,face:32,temporal:48}", "model.net.fusion_dim=128",
                         "model.net.lstm_hidden=144"]),
     "teacher_aux_0.3": ("teacher + auxiliary CTC weight 0.3", ["model.aux_ctc_weight=0.3"]),
+    "teacher_drop_path_0.2": ("teacher + stochastic depth 0.2 over the Inception blocks (model.net.drop_path)",
+                              ["model.net.drop_path=0.2"]),
+    "teacher_entropy_0.1": ("teacher + entropy regularization of the CTC posteriors, weight 0.1 "
+                            "(model.entropy_weight)", ["model.entropy_weight=0.1"]),
+    "teacher_signer_norm": ("teacher with signer-level normalization (each signer's own mean/std, test "
+                            "signers' from their test sentences; normalization.signer_level)",
+                            ["normalization.signer_level=true"]),
     # and of the student: the two-block student of before, alone and distilled, and the distilled variants
     # of it that found what it lacked (each learns from the default teacher of the same seed)
     "student_shallow": ("the two-block student alone (look-ahead 6 frames)", ["model=student", *SHALLOW]),

@@ -16,6 +16,8 @@ frame rate. ``sign-ctc-predict`` is a thin command around this class.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from sign_ctc.decoding.timed import TimedGloss
 from sign_ctc.errors import ConfigError
 from sign_ctc.features.landmarks import Landmarks
 from sign_ctc.models.inference import decode, forward_landmarks, model_inputs, segments, without_idle
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -107,6 +111,10 @@ class Recognizer:
     def from_module(cls, module: Any, **options: Any) -> Recognizer:
         """A :class:`~sign_ctc.models.ctc_module.CTCModule` already in memory (its test decoder, greedy if none)."""
         module.eval()
+        if module.normalizer.signer_level and not module.normalizer.signer_stats:
+            log.warning("this model was trained with normalization.signer_level=true; a recording on its own has no "
+                        "signer statistics, so it is normalized with the train split's, which the model never saw "
+                        "(eval.py fits the signers of a corpus split)")
         return cls(lambda lm: forward_landmarks(module, lm), module.test_decoder, module.vocab,
                    module.net.total_stride, **options)
 

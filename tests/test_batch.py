@@ -21,3 +21,10 @@ def test_select_keeps_each_kept_sentence_its_own_targets() -> None:
     kept = _batch().select(torch.tensor([True, False, True]))
     assert kept.ids == ["a", "c"] and kept.target_lists() == [[2, 3], [3, 4, 5]]
     assert kept.lengths.tolist() == [5, 5] and kept.features.shape == (2, 5, 6516)
+
+
+def test_select_keeps_each_kept_sentence_its_signer() -> None:
+    batch = _batch()
+    batch.signers = ["S1", "S2", "S3"]
+    assert batch.select(torch.tensor([False, True, True])).signers == ["S2", "S3"]
+    assert _batch().select(torch.tensor([True, False, True])).signers == []  # none named: none invented

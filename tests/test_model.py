@@ -193,3 +193,65 @@ def test_the_default_student_streams_with_a_bounded_look_ahead(make_cfg, bidirec
             changed = ((net(x2, presence, lengths)[0] - base).abs().amax(-1)[0] > 1e-6).nonzero().flatten()
             first = int(changed[0])
             assert first == (0 if bidirectional else max(0, -(-(t - 17) // 4))), t
+
+
+def test_stochastic_depth_skips_blocks_along_their_shortcut_in_training_only():
+    """model.net.drop_path: evaluation runs every block unscaled (equal to the net without it); in training
+    a skipped block passes its shortcut alone, and the survivors are scaled so the expectation is kept."""
+    torch.manual_seed(0)
+    net = I3DTeacher(10, WIDTHS, dropout=0.0, drop_path=0.3)
+    plain = I3DTeacher(10, WIDTHS, dropout=0.0)
+    plain.load_state_dict(net.state_dict())
+    x, ones, lengths = torch.randn(2, 40, 6516), torch.ones(2, 40, 4), torch.tensor([40, 31])
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x, ones, lengths)[0], plain.eval()(x, ones, lengths)[0])
+        net.train()
+        # every block skipped: the output no longer depends on any block's weights
+        net._kept = lambda batch, p, like: torch.zeros(batch, 1, 1, dtype=like.dtype)
+        skipped = net(x, ones, lengths)[0]
+        for block in net.blocks.values():
+            for p in block.parameters():
+                p.add_(1.0)
+        assert torch.equal(net(x, ones, lengths)[0], skipped)
+    del net._kept
+    kept = torch.cat([I3DTeacher._kept(10_000, 0.3, torch.zeros(())) for _ in range(4)]).flatten()
+    assert abs(float((kept == 0).float().mean()) - 0.3) < 0.02  # skipped with probability p
+    assert abs(float(kept.mean()) - 1.0) < 0.03  # 1 / (1 - p) on the rest: unbiased
+    assert torch.unique(kept).tolist() == pytest.approx([0.0, 1 / 0.7])
+    with pytest.raises(ValueError, match="residual"):
+        I3DTeacher(10, WIDTHS, residual=False, drop_path=0.1)
+
+
+def test_entropy_regularization_subtracts_the_posteriors_mean_entropy():
+    """model.entropy_weight: the training loss is CTC minus the weight times each sentence's mean frame
+    entropy over its valid frames (padding not counted), averaged over the batch."""
+    from sign_ctc.models.ctc_module import CTCModule, posterior_entropy
+    from sign_ctc.models.normalization import Normalizer
+
+    log_probs = torch.log_softmax(torch.randn(2, 6, 4), -1)
+    log_probs[1, 3:] = torch.log(torch.tensor([0.97, 0.01, 0.01, 0.01]))  # padding: must not count
+    frames = -(log_probs.exp() * log_probs).sum(-1)
+    want = (frames[0].mean() + frames[1, :3].mean()) / 2
+    torch.testing.assert_close(posterior_entropy(log_probs, torch.tensor([6, 3])), want)
+    uniform = torch.full((1, 5, 4), 0.25).log()
+    torch.testing.assert_close(posterior_entropy(uniform, torch.tensor([5])), torch.log(torch.tensor(4.0)))
+
+    def module(weight: float) -> CTCModule:
+        torch.manual_seed(0)
+        net = lambda num_classes: I3DTeacher(num_classes, WIDTHS, aux_ctc=False, dropout=0.0)  # noqa: E731
+        m = CTCModule(net, Normalizer("none", body_relative=False, body_per_frame=False), ["<blank>", "<unk>", "A", "B"],
+                      optimizer=lambda params: torch.optim.SGD(params, lr=0.1), aux_ctc_weight=0.0, entropy_weight=weight)
+        m.log = lambda *a, **k: None
+        return m.eval()  # BatchNorm on running statistics: both modules compute the same posteriors
+
+    batch = Batch(features=torch.randn(2, 40, 6516), presence=torch.ones(2, 40, 4, dtype=torch.bool),
+                  lengths=torch.tensor([40, 32]), targets=torch.tensor([2, 3, 3, 2]),
+                  target_lengths=torch.tensor([2, 2]), ids=["a", "b"])
+    plain, regularized = module(0.0), module(0.5)
+    with torch.no_grad():
+        log_probs, out_lengths = plain(batch.features, batch.presence, batch.lengths)
+        entropy = posterior_entropy(log_probs, out_lengths)
+        assert float(entropy) > 0.5
+        torch.testing.assert_close(regularized.training_step(batch, 0), plain.training_step(batch, 0) - 0.5 * entropy)
+    with pytest.raises(ValueError, match="entropy_weight"):
+        module(-0.1)

@@ -250,3 +250,70 @@ def test_a_net_without_the_temporal_block_never_reads_it(make_cfg):
         out, n2 = module(x, presence, lengths)
     assert torch.equal(n, n2) and torch.isfinite(out).all()
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_signer_level_standardizes_each_signer_on_their_own_statistics(small_corpus):
+    """normalization.signer_level: every signer's present values come out with mean 0 and std 1 per channel
+    over that signer's sentences (as the global mode does over the whole split); a sentence with no or an
+    unknown signer is normalized exactly as without it; the global statistics are untouched."""
+    batches = _batches(small_corpus)
+    want = {s.id: s.signer for s in small_corpus.sentences("train")}
+    assert all(b.signers == [want[i] for i in b.ids] for b in batches)  # collate carries each sentence's signer
+    assert len(set(want.values())) >= 3
+    plain = Normalizer("global", std_floor=1e-6, clip=1e9)
+    norm = Normalizer("global", std_floor=1e-6, clip=1e9, signer_level=True)
+    plain.fit(batches)
+    norm.fit(batches)
+    frames = norm.fit_signers(batches)
+    assert frames == {s: sum(int(n) for b in batches for n, t in zip(b.lengths, b.signers) if t == s)
+                      for s in set(want.values())}
+    assert torch.equal(norm.mean, plain.mean) and torch.equal(norm.std, plain.std)
+    per_signer: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for b in batches:
+        out = norm(b.features, b.presence, b.lengths, signers=b.signers)
+        valid = channel_presence(b.presence)
+        for i, (n, s) in enumerate(zip(b.lengths.tolist(), b.signers)):
+            per_signer.setdefault(s, []).append((out[i, :n].double().numpy(), valid[i, :n].numpy()))
+        torch.testing.assert_close(norm(b.features, b.presence, b.lengths), plain(b.features, b.presence, b.lengths),
+                                   rtol=0, atol=0)
+        torch.testing.assert_close(norm(b.features, b.presence, b.lengths, signers=["unseen"] * len(b)),
+                                   plain(b.features, b.presence, b.lengths), rtol=0, atol=0)
+    for signer, rows in per_signer.items():
+        x = np.ma.masked_array(np.concatenate([r[0] for r in rows]), mask=~np.concatenate([r[1] for r in rows]))
+        mean, std = x.mean(0), x.std(0)
+        spread = norm.signer_stats[signer][1].numpy() > 1e-3  # channels that vary for this signer
+        assert np.abs(mean.filled(0.0)).max() < 1e-3, signer
+        np.testing.assert_allclose(std.filled(1.0)[spread], 1.0, atol=1e-3, err_msg=signer)
+    # the same sentence under another signer's statistics comes out differently
+    b = batches[0]
+    other = next(s for s in per_signer if s != b.signers[0])
+    assert not torch.allclose(norm(b.features[:1], b.presence[:1], b.lengths[:1], signers=[b.signers[0]]),
+                              norm(b.features[:1], b.presence[:1], b.lengths[:1], signers=[other]))
+
+
+def test_signer_level_is_refused_where_it_cannot_work():
+    with pytest.raises(ValueError, match="mode=global"):
+        Normalizer("per_sample", signer_level=True)
+    norm = Normalizer("global", signer_level=True)
+    assert "signer" in norm.streamable  # a live signer has no statistics yet
+    with pytest.raises(RuntimeError, match="global statistics"):
+        norm.fit_signers([])
+
+
+def test_a_signer_level_run_fits_every_split_s_signers(make_cfg):
+    """build_model fits the statistics of the train, dev and test signers (the dev and test ones unseen in
+    training), and the module's forward reads them through the batch's signers."""
+    from sign_ctc.run.build import build_datamodule, build_model
+
+    cfg = make_cfg("data=synthetic_shift", "data.corpus.train=24", "data.corpus.dev=6", "data.corpus.test=6",
+                   "data.num_workers=0", "normalization.signer_level=true")
+    datamodule = build_datamodule(cfg)
+    module = build_model(cfg, datamodule).eval()
+    signers = {s.signer for split in ("train", "dev", "test") for s in datamodule.dataset(split).sentences}
+    assert set(module.normalizer.signer_stats) == signers and len(signers) >= 4
+    batch = next(iter(datamodule.split_batches("test")))
+    assert set(batch.signers) <= {s.signer for s in datamodule.dataset("test").sentences}
+    with torch.no_grad():
+        own, _ = module(batch.features, batch.presence, batch.lengths, batch.signers)
+        train_stats, _ = module(batch.features, batch.presence, batch.lengths)
+    assert (own - train_stats).abs().max() > 1e-3

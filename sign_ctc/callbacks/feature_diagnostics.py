@@ -62,7 +62,7 @@ class FeatureDiagnostics(pl.Callback):
             return
         self.done = True
         feats, presence, lengths = batch.features, batch.presence, batch.lengths
-        normed = pl_module.normalizer(torch.nan_to_num(feats), presence, lengths)
+        normed = pl_module.normalizer(torch.nan_to_num(feats), presence, lengths, signers=batch.signers)
         valid = valid_channels(presence, lengths)
         self.stats = modality_stats(normed, valid)
         raw = modality_stats(feats, valid)

@@ -39,6 +39,8 @@ class Batch:
     targets: torch.Tensor = field(default_factory=_empty_long)  # [sum of target_lengths]
     target_lengths: torch.Tensor = field(default_factory=_empty_long)  # [B]
     ids: list[str] = field(default_factory=list)  # [B] sentence ids
+    # [B] who signs each sentence ("" unknown): signer-level normalization (normalization.signer_level) reads it
+    signers: list[str] = field(default_factory=list)
 
     @classmethod
     def unlabelled(cls, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> Batch:
@@ -94,4 +96,5 @@ class Batch:
         return Batch(presence=rows(self.presence), lengths=lengths, features=rows(self.features),
                      points=rows(self.points), targets=self.targets[take.to(self.targets.device)],
                      target_lengths=self.target_lengths[idx.to(self.target_lengths.device)],
-                     ids=[self.ids[i] for i in idx.tolist()])
+                     ids=[self.ids[i] for i in idx.tolist()],
+                     signers=[self.signers[i] for i in idx.tolist()] if self.signers else [])

@@ -53,6 +53,7 @@ def _common(presence: torch.Tensor, lengths: torch.Tensor, samples: Sequence[Any
         "targets": torch.cat([s.targets for s in samples]),
         "target_lengths": torch.tensor([len(s.targets) for s in samples], dtype=torch.long),
         "ids": [s.id for s in samples],
+        "signers": [getattr(s, "signer", "") for s in samples],
     }
 
 

@@ -137,7 +137,7 @@ class MediaPipeFeatureDataset(Dataset):
         else:
             points, presence = augment(*self.detections(index), targets.numpy())
             points, filled = fill_missing(points, presence, self.missing)
-        return LandmarkSample(sentence.id, points, presence, filled, targets)
+        return LandmarkSample(sentence.id, points, presence, filled, targets, sentence.signer)
 
     def _num_frames(self, index: int) -> int:
         path = self.corpus.landmark_path(self.split, self.sentences[index])
@@ -170,6 +170,7 @@ class MediaPipeFeatureDataset(Dataset):
             features=torch.from_numpy(np.ascontiguousarray(feats)),
             presence=torch.from_numpy(np.ascontiguousarray(presence)),
             targets=torch.tensor(self.vocab.encode(sentence.glosses), dtype=torch.long),
+            signer=sentence.signer,
         )
 
 

@@ -21,6 +21,7 @@ class Sample:
     features: torch.Tensor  # [T, 6516] float32
     presence: torch.Tensor  # [T, 4] bool
     targets: torch.Tensor  # [L] long
+    signer: str = ""  # the corpus's signer id ("" unknown)
 
 
 @dataclass
@@ -32,3 +33,4 @@ class LandmarkSample:
     presence: np.ndarray  # [T, 4] bool as detected
     filled: np.ndarray  # [T, 4] bool after filling (which channels the features keep)
     targets: torch.Tensor  # [L] long
+    signer: str = ""  # the corpus's signer id ("" unknown)

@@ -29,6 +29,15 @@ from sign_ctc.scoring.wer import WERResult, wer
 
 
 
+def posterior_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The per-frame entropy (nats) of the posteriors [B, T, C], averaged over each sentence's valid
+    frames and then over the batch (each sentence weighs the same, as in the per-sample CTC mean)."""
+    frames = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths.to(log_probs.device)[:, None]
+    per_sample = (frames * valid).sum(1) / valid.sum(1).clamp_min(1)
+    return per_sample.mean()
+
+
 def ctc_required_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
     """Frames CTC needs per sample: target length + adjacent repeats (a blank must separate them).
 
@@ -70,8 +79,13 @@ class CTCModule(pl.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, zero_infinity: bool = False,
                  test_decoder: Callable[..., Any] | None = None, aux_ctc_weight: float = 1.0,
-                 scheduler_interval: str = "epoch", compile_net: bool | dict[str, Any] = False):
+                 scheduler_interval: str = "epoch", compile_net: bool | dict[str, Any] = False,
+                 entropy_weight: float = 0.0):
         """``aux_ctc_weight``: weight of the net's auxiliary CTC head (``net.aux_ctc``) in the loss.
+        ``entropy_weight``: entropy regularization of the CTC posteriors (a confidence penalty, Pereyra et
+        al., 2017): the loss minus this weight times each sentence's mean per-frame entropy. CTC left to
+        itself grows peaky, blank-dominated posteriors; on unseen signers the doubtful glosses then drown
+        in the blank and come out as deletions (issue 26), which a flatter posterior may keep.
         ``scheduler_interval``: ``epoch``, or ``step`` (the scheduler factory then also receives
         ``total_steps``, e.g. OneCycleLR: warm-up and annealing per optimizer step).
         ``compile_net``: ``torch.compile`` the net (True, or a dict of torch.compile options such as
@@ -87,6 +101,9 @@ class CTCModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.zero_infinity = zero_infinity
         self.aux_ctc_weight = float(aux_ctc_weight)
+        if entropy_weight < 0:
+            raise ValueError(f"model.entropy_weight must be >= 0 (a weight on the entropy bonus), got {entropy_weight}")
+        self.entropy_weight = float(entropy_weight)
         if self.aux_ctc_weight and getattr(self.net, "aux_classifier", None) is None:
             raise ValueError("model.aux_ctc_weight > 0 needs a net with an auxiliary head (model.net.aux_ctc=true)")
         self.scheduler_interval = scheduler_interval
@@ -124,16 +141,19 @@ class CTCModule(pl.LightningModule):
         """Loaders carry raw landmarks; the features are derived here, on the training device."""
         return batch.with_features()
 
-    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw features -> (log-probs [B, T', C] in float32, output lengths)."""
-        x = self.normalized(features, presence, lengths)
+    def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                signers: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw features -> (log-probs [B, T', C] in float32, output lengths). ``signers``: each
+        sentence's signer, for signer-level normalization."""
+        x = self.normalized(features, presence, lengths, signers)
         logits, out_lengths = self.net(x, presence, lengths)
         return logits.float().log_softmax(-1), out_lengths
 
-    def normalized(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def normalized(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
+                   signers: Sequence[str] | None = None) -> torch.Tensor:
         """The net's input: only the leading feature blocks it reads are normalized (a net without the
         temporal block skips three quarters of the work)."""
-        return self.normalizer(features[..., : self.net.input_dim], presence, lengths)
+        return self.normalizer(features[..., : self.net.input_dim], presence, lengths, signers=signers)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
@@ -182,11 +202,11 @@ class CTCModule(pl.LightningModule):
             return None
         aux_log_probs = None
         if self.aux_ctc_weight:
-            x = self.normalized(feats, batch.presence, batch.lengths)
+            x = self.normalized(feats, batch.presence, batch.lengths, batch.signers)
             logits, out_lengths, aux = self.net(x, batch.presence, batch.lengths, return_aux=True)
             log_probs, aux_log_probs = logits.float().log_softmax(-1), aux.float().log_softmax(-1)
         else:
-            log_probs, out_lengths = self(feats, batch.presence, batch.lengths)
+            log_probs, out_lengths = self(feats, batch.presence, batch.lengths, batch.signers)
         bad = nonfinite_samples(log_probs)
         if aux_log_probs is not None:
             bad |= nonfinite_samples(aux_log_probs)
@@ -205,6 +225,10 @@ class CTCModule(pl.LightningModule):
             self._report("loss", batch, bad, infeasible=int((~feasible).sum()))
             return None
         loss = per_sample.mean()
+        if self.entropy_weight:
+            entropy = posterior_entropy(log_probs, out_lengths)
+            self.log("train/entropy", entropy, batch_size=len(batch.ids))
+            loss = loss - self.entropy_weight * entropy
         if self.distillation is not None:
             kd = self.distillation.loss(log_probs, out_lengths, batch)
             if not bool(torch.isfinite(kd)):
@@ -227,7 +251,7 @@ class CTCModule(pl.LightningModule):
 
     # ---- evaluation ----------------------------------------------------------------------
     def _eval_step(self, batch: Batch, stage: str, decoder: Any) -> None:
-        log_probs, out_lengths = self(batch.features, batch.presence, batch.lengths)
+        log_probs, out_lengths = self(batch.features, batch.presence, batch.lengths, batch.signers)
         per_sample, feasible, _ = self.ctc_loss(log_probs, out_lengths, batch)
         ok = feasible & torch.isfinite(per_sample)
         if ok.any():

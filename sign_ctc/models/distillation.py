@@ -112,6 +112,8 @@ class FrameKLDistillation:
         if not (torch.allclose(t_norm.mean, s_norm.mean, atol=1e-5) and torch.allclose(t_norm.std, s_norm.std, atol=1e-5)):
             raise DistillationError(f"{where} has other normalization statistics than the student's train split: "
                                     "it was trained on other data")
+        if s_norm.signer_level:  # never saved: the teacher reads the signers' statistics the student's data gave
+            t_norm.signer_stats = s_norm.signer_stats
         probe = torch.arange(1, 2049)
         if not torch.equal(torch.as_tensor(teacher.net.output_lengths(probe)), torch.as_tensor(student.net.output_lengths(probe))):
             raise DistillationError(f"{where} has total temporal stride {teacher.net.total_stride}, the student "
@@ -174,8 +176,9 @@ class FrameKLDistillation:
         if todo:
             idx = torch.tensor(todo, device=batch.lengths.device)
             n_max = int(batch.lengths[idx].max())
+            signers = [batch.signers[i] for i in todo] if batch.signers else None
             log_probs, lengths = self.teacher(batch.features[idx, :n_max], batch.presence[idx, :n_max],
-                                              batch.lengths[idx])
+                                              batch.lengths[idx], signers)
             self.teacher_forwards += len(todo)
             for j, i in enumerate(todo):
                 n = int(lengths[j])

@@ -68,16 +68,25 @@ class I3DTeacher(nn.Module):
     convolutions a direct alignment signal). ``blank_bias``: initial classifier bias of the blank.
     ``residual``: each Inception block adds its input to the first channels of its output (a
     parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
-    at first. The defaults are sign_ctc/conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
+    at first. ``drop_path``: stochastic depth (Huang et al., 2016) over those shortcuts: in training each
+sample skips block l of the L = 9 with probability ``drop_path * l / L`` (only its shortcut passes) and a
+kept block's output is scaled by 1 / (1 - p), so evaluation runs every block unscaled; a regularizer
+against a deep stack learning one signer's style (issue 26's ablation). The defaults are
+sign_ctc/conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
     ``residual`` were on gets them off from :data:`sign_ctc.models.checkpoint.LEGACY_DEFAULTS`."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,
                  fusion_dim: int = 256, lstm_hidden: int = 288, lstm_layers: int = 1, dropout: float = 0.1,
                  temporal_strides: Sequence[int] = (2, 1, 2, 1), use_presence: bool = True,
                  modalities: Sequence[str] = tuple(MODALITIES), aux_ctc: bool = True, blank_bias: float | None = None,
-                 masked_bn: bool = False, residual: bool = True):
+                 masked_bn: bool = False, residual: bool = True, drop_path: float = 0.0):
         super().__init__()
         self.residual = residual
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
+        if drop_path and not residual:
+            raise ValueError("drop_path (stochastic depth) skips blocks along their shortcut: it needs residual=true")
+        self.drop_path = float(drop_path)
         # The valid frames of the current stage (masks inside the Inception blocks, masked BatchNorm).
         self.frames = ValidFrames()
         frames = self.frames if masked_bn else None  # masked_bn: BatchNorm statistics over valid frames
@@ -126,6 +135,12 @@ class I3DTeacher(nn.Module):
         the time axis dynamic instead of baking in the example's length (:mod:`sign_ctc.models.export`)."""
         self.frames.mask = (torch.arange(T, device=n.device)[None, :] < n[:, None])[:, None, :]
 
+    @staticmethod
+    def _kept(batch: int, p: float, like: torch.Tensor) -> torch.Tensor:
+        """[B, 1, 1]: 0 for the samples that skip the block (probability ``p``), else 1 / (1 - p)."""
+        keep = torch.empty(batch, 1, 1, device=like.device, dtype=like.dtype).bernoulli_(1.0 - p)
+        return keep / (1.0 - p)
+
     def forward(self, x: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
                 return_aux: bool = False) -> tuple[torch.Tensor, ...]:
         """[B, T, 6516] -> logits [B, T', C] and their lengths [B] (+ the auxiliary head's logits with
@@ -141,8 +156,10 @@ class I3DTeacher(nn.Module):
         self._set_valid(n, h.shape[-1])
         for unit in self.stem_units:
             h = mask_frames(unit(h), n)
-        for name, block in self.blocks.items():
+        for depth, (name, block) in enumerate(self.blocks.items(), start=1):
             y = block(h)
+            if self.training and self.drop_path:
+                y = y * self._kept(y.shape[0], self.drop_path * depth / len(self.blocks), y)
             if self.residual:
                 y = torch.cat([y[:, : h.shape[1]] + h, y[:, h.shape[1]:]], dim=1)
             h = mask_frames(y, n)

@@ -11,13 +11,20 @@ them: coordinates are centred on the shoulder midpoint and scaled by the shoulde
 per-sequence constant, so the temporal channels, which are differences, are simply scaled).
 Missing landmarks are excluded from every statistic and come out as 0; standard deviations are
 floored, and outputs clipped, so a constant channel or an outlier never blows up.
+
+``signer_level`` (with ``global``): each sentence is standardized with its own signer's mean/std
+instead of the train split's, as speaker-level CMVN is in speech recognition: what stays is how a sign
+differs from the signer's usual posture, reach and handedness, not from the train signers'. The
+statistics of a signer are fitted from all of that signer's sentences in the split being read
+(:meth:`Normalizer.fit_signers`, no labels used: unseen test signers are adapted to, transductively) and
+never saved; a sentence whose signer is unknown gets the train split's.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -252,14 +259,23 @@ class Normalizer(nn.Module):
     """The one place features are normalized; statistics are buffers saved in checkpoints."""
 
     def __init__(self, mode: str = "global", body_relative: bool = True, std_floor: float = 1e-4,
-                 clip: float = 10.0, body_per_frame: bool = True, body_fallback: str = "causal"):
+                 clip: float = 10.0, body_per_frame: bool = True, body_fallback: str = "causal",
+                 signer_level: bool = False):
         """``body_per_frame``: with ``body_relative``, centre and scale each frame on its own
         shoulders (the signer moving in the picture is removed) instead of the sequence's mean.
         ``body_fallback``: what a frame without an anchor takes (:func:`body_frame`): ``causal``, the
-        last anchored frame (streamable), or ``sequence``, the sequence's mean."""
+        last anchored frame (streamable), or ``sequence``, the sequence's mean. ``signer_level``: the
+        mean/std of each sentence's signer instead of the train split's (module docstring; ``global``
+        only)."""
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"normalization mode must be one of {MODES}, got {mode!r}")
+        if signer_level and mode != "global":
+            raise ValueError(f"normalization.signer_level=true replaces the global statistics by each signer's: "
+                             f"it needs mode=global, got {mode!r}")
+        self.signer_level = bool(signer_level)
+        # signer id -> (mean [6516], std [6516]), from fit_signers; not a buffer: refitted on the split read
+        self.signer_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mode = mode
         self.body_relative = body_relative
         self.body_per_frame = body_per_frame
@@ -278,12 +294,12 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"mode={self.mode}, body_relative={self.body_relative}, body_per_frame={self.body_per_frame}, "
-                f"body_fallback={self.body_fallback}, "
+                f"body_fallback={self.body_fallback}, signer_level={self.signer_level}, "
                 f"std_floor={self.std_floor}, clip={self.clip}")
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "body_relative": self.body_relative, "body_per_frame": self.body_per_frame,
-                "body_fallback": self.body_fallback,
+                "body_fallback": self.body_fallback, "signer_level": self.signer_level,
                 "std_floor": self.std_floor, "clip": self.clip}
 
     def _relative(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
@@ -302,6 +318,9 @@ class Normalizer(nn.Module):
         or None when it can."""
         if self.mode == "per_sample":
             return "normalization mode per_sample uses the whole sequence's statistics (use normalization=global)"
+        if self.signer_level:
+            return ("normalization.signer_level=true needs statistics of the signer's whole recording set, which a "
+                    "live signer does not have yet (use false)")
         if self.body_relative and not self.body_per_frame:
             return "normalization.body_per_frame=false centres on the whole sequence's mean (use true)"
         if self.body_relative and self.body_fallback != "causal":
@@ -333,11 +352,14 @@ class Normalizer(nn.Module):
 
     def forward(self, features: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor,
                 initial: BodyFrame | None = None, groups: torch.Tensor | None = None,
-                frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                frame: tuple[torch.Tensor, torch.Tensor] | None = None,
+                signers: Sequence[str] | None = None) -> torch.Tensor:
         """``features``: the whole layout [B, T, 6516] or its leading blocks (static only: [B, T, 1629]),
         for a net that reads only those; each channel is normalized exactly as in the whole layout.
         ``initial``, ``groups``: the body frame and the (block, part) presence a stream carries over from
-        earlier frames; ``frame``: these frames' body frame, already computed (:meth:`stream`)."""
+        earlier frames; ``frame``: these frames' body frame, already computed (:meth:`stream`).
+        ``signers``: each sentence's signer, for ``signer_level`` (an unknown one, or none given: the train
+        split's statistics)."""
         if self.needs_fit:
             raise RuntimeError("global normalization has no statistics: call Normalizer.fit on the train split "
                                "(train.py does) or load a checkpoint that carries them")
@@ -353,9 +375,10 @@ class Normalizer(nn.Module):
         groups = groups.to(features.dtype)
         out = self._relative(features, presence, lengths, limit=self.mode == "per_sample", initial=initial, frame=frame)
         if self.mode == "global":  # (x - mean) / std as one pass, in place when out is already a new tensor
-            inv_std = 1.0 / self.std[:width]
+            mean, std = self._statistics(signers, features.shape[0], width)
+            inv_std = 1.0 / std
             inplace = out is not features and out.is_contiguous() and not _exporting()  # (ONNX: no addcmul out=)
-            out = torch.addcmul(-self.mean[:width] * inv_std, out, inv_std, out=out if inplace else None)
+            out = torch.addcmul(-mean * inv_std, out, inv_std, out=out if inplace else None)
         elif self.mode == "per_sample":
             out = self._standardize_per_sample(out, groups)
         out = out.clamp(-self.clip, self.clip) if out is features else out.clamp_(-self.clip, self.clip)
@@ -367,6 +390,18 @@ class Normalizer(nn.Module):
         for part, name in enumerate(PARTS):  # absent (block, part) groups to 0: one op per part
             blocks[..., SLICES[name]].mul_(groups[..., part, None])
         return out
+
+    def _statistics(self, signers: Sequence[str] | None, batch: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global mean/std ([width]), or with ``signer_level`` and signers named, each sentence's
+        signer's ([B, 1, width]; the global ones for a signer without statistics)."""
+        if not (self.signer_level and signers and any(s in self.signer_stats for s in signers)):
+            return self.mean[:width], self.std[:width]
+        if len(signers) != batch:
+            raise ValueError(f"{len(signers)} signers given for a batch of {batch} sentences")
+        pairs = [self.signer_stats.get(s, (self.mean, self.std)) for s in signers]
+        mean = torch.stack([m[:width] for m, _ in pairs]).to(self.mean.device)[:, None, :]
+        std = torch.stack([s[:width] for _, s in pairs]).to(self.std.device)[:, None, :]
+        return mean, std
 
     def _standardize_per_sample(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Mean/std of each sequence's channels over its present frames (masked sums as bmm)."""
@@ -384,6 +419,17 @@ class Normalizer(nn.Module):
         std = (sq / count - mean * mean).clamp_min(0.0).sqrt().clamp_min(self.std_floor)
         return (x - mean) / std
 
+    def _fit_inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What the statistics are taken over: the features in the body frame (raw values limited)
+        [B, T, 6516] with non-finite values set to 0, the (block, part) presence of the valid frames
+        [B, T, 4, 4], and where the values are finite (None when all are)."""
+        x = self._relative(batch.features, batch.presence, batch.lengths, limit=True)
+        groups = (group_presence(batch.presence) & time_mask(batch.lengths, x.shape[1])[..., None, None]).to(x.dtype)
+        finite = torch.isfinite(x)
+        if bool(finite.all()):
+            return x, groups, None
+        return torch.where(finite, x, torch.zeros_like(x)), groups, finite
+
     @torch.no_grad()
     def fit(self, batches: Iterable[Batch]) -> dict[str, float]:
         """Stream mean/std per channel over batches (train split), excluding missing values.
@@ -392,61 +438,102 @@ class Normalizer(nn.Module):
         cancel catastrophically, per (block, part) group as matrix products, and accumulated in
         float64 across batches.
         """
-        total = torch.zeros(FEATURE_DIM, dtype=torch.float64)
-        total_sq = torch.zeros(FEATURE_DIM, dtype=torch.float64)
-        count = torch.zeros(FEATURE_DIM, dtype=torch.float64)
-        ref: torch.Tensor | None = None
+        moments: _Moments | None = None
         frames = 0
         anchorless: list[str] = []
         for batch in batches:
-            feats, presence, lengths = batch.features, batch.presence, batch.lengths
             if self.body_relative:
-                anchorless += without_anchor(feats, presence, lengths, batch.ids)
-            x = self._relative(feats, presence, lengths, limit=True)
-            groups = (group_presence(presence) & time_mask(lengths, x.shape[1])[..., None, None]).to(x.dtype)
-            groups = groups.flatten(0, 1)  # [B*T, 4, 4]
-            x = x.flatten(0, 1)  # [B*T, 6516]
-            finite = torch.isfinite(x)
-            all_finite = bool(finite.all())
-            if not all_finite:
-                x = torch.where(finite, x, torch.zeros_like(x))
-            if ref is None:
-                ref = torch.zeros(FEATURE_DIM)
-                for block, part, sl in CHANNEL_GROUPS:
-                    w = groups[:, block, part]
-                    ref[sl] = (w @ x[:, sl]) / w.sum().clamp_min(1.0)
-            x = x - ref
-            for block, part, sl in CHANNEL_GROUPS:
-                w = groups[:, block, part]
-                if all_finite:
-                    total[sl] += (w @ x[:, sl]).double()
-                    total_sq[sl] += (w @ (x[:, sl] * x[:, sl])).double()
-                    count[sl] += float(w.sum())
-                else:
-                    wf = w[:, None] * finite[:, sl]
-                    total[sl] += (wf * x[:, sl]).sum(0).double()
-                    total_sq[sl] += (wf * x[:, sl] * x[:, sl]).sum(0).double()
-                    count[sl] += wf.sum(0).double()
-            frames += int(lengths.sum())
+                anchorless += without_anchor(batch.features, batch.presence, batch.lengths, batch.ids)
+            x, groups, finite = self._fit_inputs(batch)
+            x, groups = x.flatten(0, 1), groups.flatten(0, 1)  # [B*T, 6516], [B*T, 4, 4]
+            if moments is None:
+                moments = _Moments(_group_mean(x, groups))
+            moments.add(x, groups, None if finite is None else finite.flatten(0, 1))
+            frames += int(batch.lengths.sum())
         if anchorless:
             raise NoBodyAnchorError(
                 f"{len(anchorless)} training sample(s) have no body anchor in any frame (no shoulders, ears, eyes, face "
                 f"or nose: e.g. a hands-only skeleton), so normalization.body_relative=true cannot place them: "
                 f"{', '.join(anchorless[:10])}{' ...' if len(anchorless) > 10 else ''}. Train such a corpus with "
                 "normalization.body_relative=false, or extract a skeleton with the upper body")
-        if frames == 0 or ref is None:
+        if frames == 0 or moments is None:
             raise ValueError("cannot fit global normalization statistics on an empty split")
-        shifted_mean = total / count.clamp_min(1.0)
-        var = (total_sq / count.clamp_min(1.0) - shifted_mean**2).clamp_min(0.0)
-        mean = shifted_mean + ref.double()
-        std = var.sqrt().clamp_min(self.std_floor)
-        never = count == 0
+        mean, std, never, floored = moments.result(self.std_floor)
         mean[never], std[never] = 0.0, 1.0
         self.mean.copy_(mean.float())
         self.std.copy_(std.float())
         self.fitted.fill_(True)
-        return {"frames": frames, "channels_never_present": int(never.sum()),
-                "channels_floored": int((var.sqrt() < self.std_floor).sum())}
+        return {"frames": frames, "channels_never_present": int(never.sum()), "channels_floored": floored}
+
+    @torch.no_grad()
+    def fit_signers(self, batches: Iterable[Batch]) -> dict[str, int]:
+        """Each named signer's mean/std per channel over their sentences in ``batches`` (one split, no
+        labels read), kept in :attr:`signer_stats` for ``signer_level``; channels a signer never shows
+        keep the global statistics, which must be fitted first. Returns the frames per signer."""
+        if self.needs_fit:
+            raise RuntimeError("fit the global statistics (Normalizer.fit) before the signers'")
+        moments: dict[str, _Moments] = {}
+        frames: dict[str, int] = {}
+        for batch in batches:
+            named = [s for s in dict.fromkeys(batch.signers) if s]
+            if not named:
+                continue
+            x, groups, finite = self._fit_inputs(batch)
+            for signer in named:
+                rows = [i for i, s in enumerate(batch.signers) if s == signer]
+                m = moments.setdefault(signer, _Moments(self.mean.clone()))
+                m.add(x[rows].flatten(0, 1), groups[rows].flatten(0, 1),
+                      None if finite is None else finite[rows].flatten(0, 1))
+                frames[signer] = frames.get(signer, 0) + int(batch.lengths[rows].sum())
+        for signer, m in moments.items():
+            mean, std, never, _ = m.result(self.std_floor)
+            mean[never], std[never] = self.mean.double()[never], self.std.double()[never]
+            self.signer_stats[signer] = (mean.float(), std.float())
+        return frames
+
+
+def _group_mean(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """[6516] each channel's mean over the rows [N, 6516] where its (block, part) group is present."""
+    ref = torch.zeros(FEATURE_DIM)
+    for block, part, sl in CHANNEL_GROUPS:
+        w = groups[:, block, part]
+        ref[sl] = (w @ x[:, sl]) / w.sum().clamp_min(1.0)
+    return ref
+
+
+class _Moments:
+    """Per-channel count, sum and sum of squares of present values, taken around ``ref`` [6516] (so
+    the variance does not cancel catastrophically) as matrix products per (block, part) group, in
+    float64 across batches."""
+
+    def __init__(self, ref: torch.Tensor):
+        self.ref = ref
+        self.total = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        self.total_sq = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+        self.count = torch.zeros(FEATURE_DIM, dtype=torch.float64)
+
+    def add(self, x: torch.Tensor, groups: torch.Tensor, finite: torch.Tensor | None) -> None:
+        """Rows ``x`` [N, 6516] with their group presence [N, 4, 4] and finiteness (None: all finite)."""
+        x = x - self.ref.to(x.dtype)
+        for block, part, sl in CHANNEL_GROUPS:
+            w = groups[:, block, part]
+            if finite is None:
+                self.total[sl] += (w @ x[:, sl]).double()
+                self.total_sq[sl] += (w @ (x[:, sl] * x[:, sl])).double()
+                self.count[sl] += float(w.sum())
+            else:
+                wf = w[:, None] * finite[:, sl]
+                self.total[sl] += (wf * x[:, sl]).sum(0).double()
+                self.total_sq[sl] += (wf * x[:, sl] * x[:, sl]).sum(0).double()
+                self.count[sl] += wf.sum(0).double()
+
+    def result(self, std_floor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """mean and std [6516] (float64; std floored), the channels never present, how many were floored."""
+        shifted_mean = self.total / self.count.clamp_min(1.0)
+        var = (self.total_sq / self.count.clamp_min(1.0) - shifted_mean**2).clamp_min(0.0)
+        mean = shifted_mean + self.ref.double()
+        std = var.sqrt().clamp_min(std_floor)
+        return mean, std, self.count == 0, int((var.sqrt() < std_floor).sum())
 
 
 NORMALIZATION_KEYS = ("normaliz", "normalis", "standardiz", "standardis")

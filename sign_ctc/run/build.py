@@ -44,12 +44,26 @@ def build_model(cfg: DictConfig, datamodule: SignDataModule, normalizer: Normali
     if normalizer.needs_fit:
         stats = normalizer.fit(datamodule.split_batches("train"))
         log.info("global normalization statistics from the train split: %s", stats)
+    if normalizer.signer_level:
+        fit_signer_statistics(normalizer, datamodule, ("train", datamodule.val_split, "test"))
     distillation = hydra.utils.instantiate(cfg.distillation) if cfg.get("distillation") else None
     if distillation is not None:  # after the fit: the teacher's statistics must equal the student's
         distillation.attach(model, datamodule)
         model.distillation = distillation
         model.recipe["distillation"] = OmegaConf.to_container(cfg.distillation, resolve=True)
     return model
+
+
+def fit_signer_statistics(normalizer: Normalizer, datamodule: SignDataModule, splits: tuple[str, ...]) -> None:
+    """Signer-level normalization: every signer's statistics from their sentences in ``splits`` (features
+    only; the dev and test signers' too, as speaker-level CMVN adapts to a new speaker)."""
+    for split in dict.fromkeys(splits):
+        frames = normalizer.fit_signers(datamodule.split_batches(split))
+        if not frames:
+            raise ConfigError(f"normalization.signer_level=true, but the {split} split names no signer (its "
+                              "annotation's signer column is empty): use normalization.signer_level=false")
+        log.info("signer-level normalization: %s split, %d signer(s) (%s)", split, len(frames),
+                 ", ".join(f"{s}: {n} frames" for s, n in list(frames.items())[:8]))
 
 
 def warn_infeasible(model: CTCModule, datamodule: SignDataModule, split: str = "train") -> list[str]:

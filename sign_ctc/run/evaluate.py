@@ -51,8 +51,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(data_cfg, missing=missing)
     datamodule.prepare_data()
     datamodule.vocab = model.vocab  # decode with the checkpoint's vocabulary, never a rebuilt one
-    loggers = instantiate_group(cfg.get("logger"))
     split = cfg.get("split", "test")
+    if model.normalizer.signer_level:  # statistics of the signers of the split evaluated (never saved)
+        from sign_ctc.run.build import fit_signer_statistics
+
+        fit_signer_statistics(model.normalizer, datamodule, ("dev", split) if tune else (split,))
+    loggers = instantiate_group(cfg.get("logger"))
     if tune:
         if split == "dev":
             log.warning("split=dev with decoding.tune=true: the WER is measured on the split the values were tuned on")
