@@ -73,6 +73,8 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
     "teacher_signer_norm": ("teacher with signer-level normalization (each signer's own mean/std, test "
                             "signers' from their test sentences; normalization.signer_level)",
                             ["normalization.signer_level=true"]),
+    "reference_signer_norm": ("reference model with signer-level normalization (the same switch beside the small "
+                              "baseline)", ["model=reference", "normalization.signer_level=true"]),
     # and of the student: the two-block student of before, alone and distilled, and the distilled variants
     # of it that found what it lacked (each learns from the default teacher of the same seed)
     "student_shallow": ("the two-block student alone (look-ahead 6 frames)", ["model=student", *SHALLOW]),

@@ -291,13 +291,25 @@ def test_signer_level_standardizes_each_signer_on_their_own_statistics(small_cor
                               norm(b.features[:1], b.presence[:1], b.lengths[:1], signers=[other]))
 
 
-def test_signer_level_is_refused_where_it_cannot_work():
+def test_signer_level_is_refused_where_it_cannot_work(make_cfg):
+    import hydra
+
+    from sign_ctc.streaming.recognizer import stream_refusal
+
     with pytest.raises(ValueError, match="mode=global"):
         Normalizer("per_sample", signer_level=True)
     norm = Normalizer("global", signer_level=True)
-    assert "signer" in norm.streamable  # a live signer has no statistics yet
     with pytest.raises(RuntimeError, match="global statistics"):
         norm.fit_signers([])
+    # a live signer has no statistics yet: the live recognizer and the streaming export refuse the student
+    cfg = make_cfg("model=student", "normalization.signer_level=true")
+    module = hydra.utils.instantiate(cfg.model, normalizer=hydra.utils.instantiate(cfg.normalization),
+                                     vocab=["<blank>", "<unk>", "A"])
+    assert "signer_level" in stream_refusal(module)
+    cfg = make_cfg("model=student")
+    module = hydra.utils.instantiate(cfg.model, normalizer=hydra.utils.instantiate(cfg.normalization),
+                                     vocab=["<blank>", "<unk>", "A"])
+    assert stream_refusal(module) is None
 
 
 def test_a_signer_level_run_fits_every_split_s_signers(make_cfg):
@@ -317,3 +329,17 @@ def test_a_signer_level_run_fits_every_split_s_signers(make_cfg):
         own, _ = module(batch.features, batch.presence, batch.lengths, batch.signers)
         train_stats, _ = module(batch.features, batch.presence, batch.lengths)
     assert (own - train_stats).abs().max() > 1e-3
+
+
+def test_a_lone_recording_from_a_signer_level_model_says_which_statistics_it_gets(make_cfg, caplog):
+    """predict / the Python API have no signer statistics for one recording: they say they use the train split's."""
+    import hydra
+
+    from sign_ctc.api import Recognizer
+
+    cfg = make_cfg("model=student", "normalization.signer_level=true")
+    module = hydra.utils.instantiate(cfg.model, normalizer=hydra.utils.instantiate(cfg.normalization),
+                                     vocab=["<blank>", "<unk>", "A"])
+    with caplog.at_level("WARNING", logger="sign_ctc.api"):
+        Recognizer.from_module(module)
+    assert "signer_level=true" in caplog.text and "train split's" in caplog.text
