@@ -164,6 +164,18 @@ def test_bad_export_requests_are_refused_by_name(tiny_ckpt: Path, tmp_path: Path
         ExportedModel(out)
 
 
+def test_a_signer_level_model_is_not_exported(tmp_path: Path, cache_dir: Path) -> None:
+    """Its signers' statistics are not in the checkpoint and a graph cannot take them: refused, by name."""
+    from sign_ctc.models.export import ExportError, export_checkpoint
+
+    cfg = compose_cfg("train", ["logger=none", *SMALL_CORPUS, "model=student", "normalization.signer_level=true"],
+                      tmp_path, cache_dir)
+    ckpt = write_tiny_checkpoint(cfg, tmp_path / "checkpoints" / "best.ckpt")
+    with pytest.raises(ExportError, match=r"best\.ckpt was trained with normalization\.signer_level=true"):
+        export_checkpoint(ckpt, "onnx", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_predict_runs_the_exported_model_on_the_real_video(tiny_ckpt: Path, tmp_path: Path, cache_dir: Path) -> None:
     """The exported ONNX model through `sign_ctc.cli.predict model_path=...` on the real video gives the
     checkpoint's glosses; the log-probs of both agree within 1e-4 on the video's landmarks."""

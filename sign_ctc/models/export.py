@@ -215,6 +215,11 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str = "onnx", out: str | Path 
         raise ExportError(f"unknown export format {fmt!r}: use format=onnx or format=torchscript")
     ckpt_path = Path(ckpt_path)
     module = load_module(ckpt_path)  # CheckpointError names a missing, foreign or other-layout file
+    if module.normalizer.signer_level:
+        raise ExportError(f"{ckpt_path} was trained with normalization.signer_level=true: each sentence is normalized "
+                          "with its own signer's statistics, which an exported graph cannot carry (its constants "
+                          "would be the train split's, which the model never saw); deploy a model trained with "
+                          "normalization.signer_level=false")
     graph = InferenceGraph(module.normalizer, module.net).eval()
     out = Path(out) if out else default_out(ckpt_path, fmt)
     payload = export_bytes(graph, fmt, example_inputs(1, trace_frames, seed), opset)
