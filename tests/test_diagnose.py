@@ -20,6 +20,26 @@ def test_all_checks_pass_on_the_default_config(make_cfg, small_corpus, capsys):
     assert last < 0.9 * first
 
 
+def test_a_signer_level_config_is_diagnosed_with_its_signers_statistics(make_cfg, small_corpus, monkeypatch):
+    """normalization.signer_level: every check normalizes the batch as training does, with each sentence's
+    signer (whose statistics build_model fitted), and all pass."""
+    from sign_ctc.models.normalization import Normalizer
+
+    seen: list[tuple[bool, list[str] | None]] = []
+    forward = Normalizer.forward
+
+    def recording(self, *args, **kwargs):
+        signers = kwargs.get("signers")
+        seen.append((bool(signers) and all(s in self.signer_stats for s in signers), signers))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Normalizer, "forward", recording)
+    checks = diagnose(make_cfg("logger=none", "normalization.signer_level=true", *SMALL_CORPUS, config_name="diagnose"))
+    assert [c.name[0] for c in checks] == list("123456")
+    assert all(c.passed for c in checks), [(c.name, c.figures) for c in checks]
+    assert len(seen) >= 5 and all(known for known, _ in seen), seen  # statistics of every named signer
+
+
 def test_a_broken_setting_fails_with_figures(make_cfg, small_corpus):
     checks = diagnose(make_cfg("logger=none", "model.optimizer.lr=0.0", *SMALL_CORPUS, config_name="diagnose"))
     by_name = {c.name[0]: c for c in checks}

@@ -70,7 +70,8 @@ class PosteriorgramLogger(pl.Callback):
                 sample = ds[i]
                 lengths = torch.tensor([sample.features.shape[0]], device=pl_module.device)
                 log_probs, out_lengths = pl_module(sample.features[None].to(pl_module.device),
-                                                   sample.presence[None].to(pl_module.device), lengths)
+                                                   sample.presence[None].to(pl_module.device), lengths,
+                                                   [sample.signer])
                 hyp = pl_module.vocab.decode(greedy_decode(log_probs, out_lengths, pl_module.vocab.blank_id)[0])
                 ref = pl_module.vocab.decode(sample.targets.tolist())
                 T = sample.features.shape[0]

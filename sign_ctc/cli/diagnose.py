@@ -55,7 +55,7 @@ def _train_steps(model: CTCModule, batch: Batch, steps: int, lr: float | None = 
     model.train()
     losses = []
     for _ in range(steps):
-        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
+        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths, batch.signers)
         per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, batch)
         loss = per_sample[feasible].mean()
         optimizer.zero_grad()
@@ -72,7 +72,7 @@ def _wer(model: CTCModule, batch: Batch) -> float:
 
     model.eval()
     with torch.no_grad():
-        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
+        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths, batch.signers)
     hyps = [model.vocab.decode(h) for h in greedy_decode(log_probs, out_lengths)]
     refs = [model.vocab.decode(t) for t in batch.target_lists()]
     return wer(refs, hyps).wer
@@ -102,7 +102,8 @@ def diagnose(cfg: DictConfig) -> list[Check]:
         valid = valid_channels(batch.presence, batch.lengths)
         before = modality_stats(batch.features, valid)
         with torch.no_grad():
-            after = modality_stats(model.normalizer(batch.features, batch.presence, batch.lengths), valid)
+            normalized = model.normalizer(batch.features, batch.presence, batch.lengths, signers=batch.signers)
+            after = modality_stats(normalized, valid)
         print(render_table("features before normalization", before))
         print(render_table("features after normalization", after))
         finite = all(v["nonfinite_pct"] == 0 and math.isfinite(v["std"]) for v in after.values())
@@ -115,7 +116,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
     def forward() -> tuple[bool, str]:
         model.eval()
         with torch.no_grad():
-            log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
+            log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths, batch.signers)
         expected = model.net.output_lengths(batch.lengths)
         state["fwd"] = (log_probs, out_lengths)
         ok = (bool(torch.isfinite(log_probs).all()) and torch.equal(out_lengths.cpu(), expected.cpu())
@@ -135,7 +136,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
     def backward() -> tuple[bool, str]:
         model.train()
         model.zero_grad()
-        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
+        log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths, batch.signers)
         per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, batch)
         per_sample[feasible].mean().backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -150,7 +151,7 @@ def diagnose(cfg: DictConfig) -> list[Check]:
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(0)
             model.train()
-            log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths)
+            log_probs, out_lengths = model(batch.features, batch.presence, batch.lengths, batch.signers)
             per_sample, feasible, _ = model.ctc_loss(log_probs, out_lengths, batch)
             return float(per_sample[feasible].mean())
 
