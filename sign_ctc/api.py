@@ -17,7 +17,6 @@ frame rate. ``sign-ctc-predict`` is a thin command around this class.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path

@@ -24,7 +24,7 @@ from sign_ctc.data.vocabulary import Vocabulary
 from sign_ctc.decoding.decoders import greedy_decode
 from sign_ctc.features.layout import FEATURE_DIM, LAYOUT_VERSION
 from sign_ctc.models.checkpoint_meta import check_layout
-from sign_ctc.models.normalization import Normalizer
+from sign_ctc.models.normalization import Normalizer, time_mask
 from sign_ctc.scoring.wer import WERResult, wer
 
 
@@ -33,7 +33,7 @@ def posterior_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.T
     """The per-frame entropy (nats) of the posteriors [B, T, C], averaged over each sentence's valid
     frames and then over the batch (each sentence weighs the same, as in the per-sample CTC mean)."""
     frames = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
-    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths.to(log_probs.device)[:, None]
+    valid = time_mask(lengths.to(log_probs.device), log_probs.shape[1])
     per_sample = (frames * valid).sum(1) / valid.sum(1).clamp_min(1)
     return per_sample.mean()
 

@@ -69,10 +69,10 @@ class I3DTeacher(nn.Module):
     ``residual``: each Inception block adds its input to the first channels of its output (a
     parameter-free shortcut: the widths never shrink), so the 9-block stack trains like a shallow one
     at first. ``drop_path``: stochastic depth (Huang et al., 2016) over those shortcuts: in training each
-sample skips block l of the L = 9 with probability ``drop_path * l / L`` (only its shortcut passes) and a
-kept block's output is scaled by 1 / (1 - p), so evaluation runs every block unscaled; a regularizer
-against a deep stack learning one signer's style (issue 26's ablation). The defaults are
-sign_ctc/conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
+    sample skips block l of the L = 9 with probability ``drop_path * l / L`` (only its shortcut passes) and a
+    kept block's output is scaled by 1 / (1 - p), so evaluation runs every block unscaled; a regularizer
+    against a deep stack learning one signer's style (issue 26's ablation). The defaults are
+    sign_ctc/conf/model/i3d.yaml's; a checkpoint written before ``aux_ctc`` and
     ``residual`` were on gets them off from :data:`sign_ctc.models.checkpoint.LEGACY_DEFAULTS`."""
 
     def __init__(self, num_classes: int, modality_widths: Mapping[str, int] | None = None,

@@ -25,6 +25,7 @@ from sign_ctc.errors import ConfigError
 from sign_ctc.models.checkpoint import load_module
 from sign_ctc.models.ctc_module import CTCModule
 from sign_ctc.run.backend import apply_backend
+from sign_ctc.run.build import fit_signer_statistics
 from sign_ctc.run.decoding_setup import is_beam, set_on_command_line, tune_on_dev, with_tuned_values
 from sign_ctc.run.instantiate import instantiate_group
 from sign_ctc.run.reports import format_result, result_summary, write_predictions, write_results
@@ -53,8 +54,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.vocab = model.vocab  # decode with the checkpoint's vocabulary, never a rebuilt one
     split = cfg.get("split", "test")
     if model.normalizer.signer_level:  # statistics of the signers of the split evaluated (never saved)
-        from sign_ctc.run.build import fit_signer_statistics
-
         fit_signer_statistics(model.normalizer, datamodule, ("dev", split) if tune else (split,))
     loggers = instantiate_group(cfg.get("logger"))
     if tune:
